@@ -1,0 +1,3 @@
+from talkgen_core.cli import main
+
+raise SystemExit(main())
