@@ -1,0 +1,146 @@
+"""The one place the node layer touches ComfyUI's own services.
+
+Every function imports ComfyUI lazily and degrades to a no-op (or a plain default) when the pack runs
+outside the host, so node classes stay importable and testable without ComfyUI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+
+def _host_module(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def inside_comfyui() -> bool:
+    return _host_module("comfy.model_management") is not None
+
+
+class Progress:
+    """Progress for one node run: ComfyUI's ProgressBar inside the host, nothing outside.
+
+    Inside the server every ProgressBar update also checks for a pending Cancel.
+    """
+
+    def __init__(self, total: int) -> None:
+        utils = _host_module("comfy.utils")
+        self.total = max(int(total), 1)
+        self._bar = utils.ProgressBar(self.total) if utils is not None else None
+
+    def set(self, value: int, preview_image: Any = None) -> None:
+        if self._bar is None:
+            return
+        preview = ("JPEG", preview_image, 512) if preview_image is not None else None
+        self._bar.update_absolute(min(int(value), self.total), self.total, preview)
+
+
+def raise_if_cancelled() -> None:
+    """Raise ComfyUI's interrupt exception when the user pressed Cancel; no-op outside the host."""
+    mm = _host_module("comfy.model_management")
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+
+
+def compute_device() -> torch.device:
+    """The device ComfyUI computes on, or CUDA/CPU outside the host."""
+    mm = _host_module("comfy.model_management")
+    if mm is not None:
+        return mm.get_torch_device()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def output_device() -> torch.device:
+    """Where node outputs should live (ComfyUI's intermediate device; CPU outside the host)."""
+    mm = _host_module("comfy.model_management")
+    return mm.intermediate_device() if mm is not None else torch.device("cpu")
+
+
+def manage_model(module: torch.nn.Module) -> Any:
+    """Wrap a model so ComfyUI's memory manager can load/offload it next to other nodes' models.
+
+    Returns a ``CoreModelPatcher`` inside the host and the module itself outside.
+    """
+    patcher_mod = _host_module("comfy.model_patcher")
+    mm = _host_module("comfy.model_management")
+    if patcher_mod is None or mm is None:
+        return module
+    return patcher_mod.CoreModelPatcher(
+        module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+    )
+
+
+def load_to_compute_device(managed: Any, memory_required: int = 0) -> torch.nn.Module:
+    """Ask ComfyUI to bring a managed model onto the GPU (evicting others as needed); return the module."""
+    mm = _host_module("comfy.model_management")
+    if mm is not None and hasattr(managed, "model"):
+        mm.load_models_gpu([managed], memory_required=memory_required)
+        return managed.model
+    return managed
+
+
+def model_folder(kind: str) -> list[Path]:
+    """Folders ComfyUI searches for a model kind (e.g. ``diffusion_models``); empty outside the host."""
+    folder_paths = _host_module("folder_paths")
+    if folder_paths is None:
+        return []
+    try:
+        return [Path(p) for p in folder_paths.get_folder_paths(kind)]
+    except KeyError:
+        return []
+
+
+def model_files(kind: str) -> list[str]:
+    """File names ComfyUI lists for a model kind (for COMBO inputs); empty outside the host."""
+    folder_paths = _host_module("folder_paths")
+    if folder_paths is None:
+        return []
+    try:
+        return list(folder_paths.get_filename_list(kind))
+    except KeyError:
+        return []
+
+
+def resolve_model_file(kind: str, name: str) -> Path:
+    """Full path of a model file chosen in a COMBO; a clear error naming the folder when it is missing."""
+    candidate = Path(name)
+    if candidate.is_file():
+        return candidate
+    folder_paths = _host_module("folder_paths")
+    if folder_paths is not None:
+        full = folder_paths.get_full_path(kind, name)
+        if full:
+            return Path(full)
+    folders = ", ".join(str(p) for p in model_folder(kind)) or f"ComfyUI/models/{kind}"
+    raise FileNotFoundError(f"model file {name!r} not found: put it in {folders}")
+
+
+def output_directory() -> Path:
+    """ComfyUI's output folder, or ./output outside the host."""
+    folder_paths = _host_module("folder_paths")
+    if folder_paths is not None:
+        return Path(folder_paths.get_output_directory())
+    return Path("output").resolve()
+
+
+def temp_directory() -> Path:
+    folder_paths = _host_module("folder_paths")
+    if folder_paths is not None:
+        return Path(folder_paths.get_temp_directory())
+    return Path("output", "temp").resolve()
+
+
+def video_from_file(path: Path) -> Any:
+    """ComfyUI's VIDEO object for a file (so native Save/Preview nodes work); the path outside the host."""
+    api = _host_module("comfy_api.latest")
+    if api is not None:
+        return api.InputImpl.VideoFromFile(str(path))
+    return str(path)
