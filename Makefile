@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	touch $@
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -c tests/pytest.ini $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) -m talkgen_core demo --out $(DEMO_OUT)
