@@ -13,6 +13,16 @@ _EXPORTS: dict[str, str] = {
     "build_dit": "dit",
     "build_vae": "vae",
     "load_state_dict_file": "checkpoint",
+    "WanDiT": "dit",
+    "DiTConfig": "configs",
+    "get_dit_config": "configs",
+    "DIT_CONFIGS": "configs",
+    "load_dit": "checkpoint",
+    "describe_checkpoint": "checkpoint",
+    "CheckpointError": "checkpoint",
+    "apply_lora": "lora",
+    "merge_lora": "lora",
+    "read_lora": "lora",
 }
 
 __all__ = sorted(_EXPORTS)

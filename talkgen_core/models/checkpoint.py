@@ -1,18 +1,51 @@
-"""Reading weight files safely: safetensors, or pickle-based files through ``torch.load(weights_only=True)``.
+"""Reading weight files and loading the DiT from them.
 
-Shared by the DiT, the VAE and the audio encoder loaders. Pickle files are never unpickled with code
-execution enabled.
+Files: safetensors (headers can be read without loading tensors), or pickle-based files read through
+``torch.load(weights_only=True)``, which never executes code. ``load_state_dict_file`` is shared by the DiT,
+VAE and audio-encoder loaders.
+
+DiT layouts recognised from the keys:
+
+* official: bare keys (``patch_embedding.weight`` ...), often as shards listed in a ``*.index.json``;
+* ComfyUI single file: the same keys under ``model.diffusion_model.`` (or ``diffusion_model.``), possibly
+  scaled fp8 (``<module>.scale_weight`` per tensor, a ``scaled_fp8`` marker, ``scale_input``);
+* adapter: only the InfiniteTalk / MultiTalk keys (``audio_proj.*``, ``blocks.N.audio_cross_attn.*``,
+  ``blocks.N.norm_x.*``), merged on top of a base.
+
+Loading builds the model on the meta device and loads with ``assign=True``, so weights are allocated once,
+in their stored dtype.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file as _load_safetensors
+
+from talkgen_core.models.configs import DIT_CONFIGS, DiTConfig, get_dit_config, variant
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+DIT_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+QUANT_MARKERS = ("scaled_fp8",)
+_ADAPTER_KEY = re.compile(r"^(audio_proj\.|blocks\.\d+\.(audio_cross_attn|norm_x)\.)")
+_SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "BF16": "bfloat16", "F16": "float16", "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2", "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+    "BOOL": "bool",
+}  # fmt: skip
+
+
+class CheckpointError(ValueError):
+    """A weight file (set) that cannot be loaded as the requested model; the message says what to do."""
 
 
 def load_state_dict_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -41,3 +74,444 @@ def load_state_dict_file(path: str | Path, device: str | torch.device = "cpu") -
         f"{path}: unsupported weight file type {suffix!r}; expected one of "
         f"{', '.join(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES)}"
     )
+
+
+# ---------------------------------------------------------------------------------------------- file sets
+@dataclass(frozen=True)
+class TensorSpec:
+    shape: tuple[int, ...]
+    dtype: str  # torch dtype name without the "torch." prefix, e.g. "bfloat16", "float8_e4m3fn"
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+def expand_checkpoint_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Weight files behind the given paths, in order.
+
+    A ``*.index.json`` stands for the shards in its ``weight_map``; a directory for its single index file,
+    or else its ``*.safetensors`` files sorted by name.
+    """
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not items:
+        raise ValueError("no weight files given")
+    files: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            indexes = sorted(item.glob("*.index.json"))
+            if len(indexes) == 1:
+                item = indexes[0]
+            else:
+                shards = sorted(item.glob("*.safetensors"))
+                if not shards:
+                    raise FileNotFoundError(f"{item} holds no *.index.json and no *.safetensors files")
+                files.extend(shards)
+                continue
+        if item.name.endswith(".index.json"):
+            try:
+                weight_map = json.loads(item.read_text())["weight_map"]
+            except (OSError, ValueError, KeyError) as exc:
+                raise ValueError(f"{item} is not a shard index (needs a 'weight_map' object): {exc}") from exc
+            shard_names = list(dict.fromkeys(weight_map.values()))
+            missing = [n for n in shard_names if not (item.parent / n).is_file()]
+            if missing:
+                raise FileNotFoundError(
+                    f"{item} lists {len(shard_names)} shards; missing next to it: {', '.join(missing[:3])}"
+                )
+            files.extend(item.parent / n for n in shard_names)
+        elif not item.is_file():
+            raise FileNotFoundError(f"weight file not found: {item}")
+        else:
+            files.append(item)
+    return files
+
+
+def read_tensor_specs(path: str | Path) -> dict[str, TensorSpec]:
+    """Key -> shape and dtype of one file; safetensors headers only (no tensor data is read)."""
+    path = Path(path)
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        specs = {}
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                sl = f.get_slice(key)
+                raw = sl.get_dtype()
+                specs[key] = TensorSpec(tuple(sl.get_shape()), _SAFETENSORS_DTYPES.get(raw, raw.lower()))
+        return specs
+    return {
+        k: TensorSpec(tuple(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in load_state_dict_file(path).items()
+    }
+
+
+def strip_dit_prefix(keys: Iterable[str]) -> str:
+    """The DiT prefix (``model.diffusion_model.`` ...) that every DiT key of a file carries, or ''."""
+    keys = list(keys)
+    for prefix in DIT_PREFIXES:
+        if keys and all(k.startswith(prefix) or k in QUANT_MARKERS for k in keys):
+            return prefix
+        if any(k.startswith(prefix + "patch_embedding.") or k.startswith(prefix + "blocks.") for k in keys):
+            return prefix
+    return ""
+
+
+def normalise_keys(mapping: dict[str, object], prefix: str) -> dict[str, object]:
+    """Keys under ``prefix`` with the prefix removed. Keys outside it belong to other components of a combined
+    checkpoint (VAE, text encoder) and are left out; top-level fp8 markers are kept for ``split_quant_entries``."""
+    if not prefix:
+        return dict(mapping)
+    return {
+        (k[len(prefix) :] if k.startswith(prefix) else k): v
+        for k, v in mapping.items()
+        if k.startswith(prefix) or k in QUANT_MARKERS
+    }
+
+
+def split_quant_entries(mapping: dict[str, object]) -> tuple[dict[str, object], dict[str, object], list[str]]:
+    """Separate ``<module>.scale_weight`` (kept, by module name) and ignorable fp8 extras from the weights.
+
+    ``scale_input`` only matters for fp8 x fp8 matmuls, which talkgen does not do (it de-scales the weight and
+    computes in bf16/fp16), and ``scaled_fp8`` is a format marker.
+    """
+    weights, scales, ignored = {}, {}, []
+    for key, value in mapping.items():
+        if key.endswith(".scale_weight"):
+            scales[key[: -len(".scale_weight")]] = value
+        elif key.endswith(".scale_input") or key.split(".")[-1] in QUANT_MARKERS:
+            ignored.append(key)
+        else:
+            weights[key] = value
+    return weights, scales, ignored
+
+
+def classify_keys(keys: Iterable[str]) -> str:
+    """Name the kind of file a (prefix-stripped) key set comes from.
+
+    One of: ``dit`` (a full or base DiT), ``adapter``, ``lora``, ``vae``, ``wav2vec2``, ``text_encoder``,
+    ``clip_vision``, ``unknown``.
+    """
+    keys = list(keys)
+    if not keys:
+        return "unknown"
+    joined = "\n".join(keys[:5000])
+    if any(tag in joined for tag in (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.")) or any(
+        k.endswith((".diff", ".diff_b")) for k in keys
+    ):
+        return "lora"
+    if all(_ADAPTER_KEY.match(k) for k in keys):
+        return "adapter"
+    if "patch_embedding.weight" in keys or any(k.startswith("blocks.0.self_attn.") for k in keys):
+        return "dit"
+    if any(k.startswith(("encoder.downsamples.", "decoder.upsamples.", "decoder.middle.")) for k in keys):
+        return "vae"
+    if any("feature_extractor.conv_layers" in k or k.startswith("wav2vec2.") for k in keys):
+        return "wav2vec2"
+    if any(k.startswith(("encoder.block.", "shared.", "token_embedding.")) for k in keys):
+        return "text_encoder"
+    if any(k.startswith(("visual.", "vision_model.", "log_scale")) for k in keys):
+        return "clip_vision"
+    return "unknown"
+
+
+_KIND_ADVICE = {
+    "lora": "this is a LoRA, not a model: load the base model (and adapter) and apply the LoRA on top",
+    "vae": "this is a VAE file (Wan2.1_VAE); pass it where the VAE is asked for, not as the diffusion model",
+    "wav2vec2": "this is an audio encoder (wav2vec2) file; pass it as the audio encoder",
+    "text_encoder": "this is a text encoder (umT5) file; pass it as the text encoder",
+    "clip_vision": "this is a CLIP vision encoder; pass it as the CLIP vision model",
+    "adapter": (
+        "this is only the InfiniteTalk/MultiTalk audio adapter; pass the Wan2.1-I2V-14B-480P base model "
+        "(7 official shards via their index.json, or a ComfyUI single file) together with it"
+    ),
+}
+
+
+def guess_wrong_file(specs: dict[str, TensorSpec], expected: DiTConfig | None = None) -> str | None:
+    """A one-line guess of what the user picked, from a merged, prefix-stripped key set."""
+    kind = classify_keys(specs)
+    if kind in _KIND_ADVICE:
+        return _KIND_ADVICE[kind]
+    if kind != "dit":
+        return "the keys match no known Wan / InfiniteTalk / VAE / encoder layout"
+    patch = specs.get("patch_embedding.weight")
+    in_dim = patch.shape[1] if patch is not None and len(patch.shape) == 5 else None
+    dim = patch.shape[0] if patch is not None else None
+    has_img = any(k.startswith("img_emb.") for k in specs)
+    has_audio = any(_ADAPTER_KEY.match(k) for k in specs)
+    if any(k.startswith("vace_") for k in specs):
+        return "this is a Wan VACE model; InfiniteTalk needs the Wan2.1-I2V-14B-480P base"
+    if in_dim == 16 and not has_img:
+        return "this is a Wan2.1 text-to-video (T2V) model (16 input channels, no img_emb); use Wan2.1-I2V-14B-480P"
+    if in_dim == 48 or dim == 3072:
+        return "this is a Wan 2.2 TI2V-5B model (48-channel latents); InfiniteTalk runs on Wan2.1-I2V-14B-480P"
+    if in_dim == 36 and not has_img:
+        return (
+            "this looks like a Wan 2.2 I2V-A14B expert (36 input channels but no CLIP img_emb); "
+            "InfiniteTalk runs on Wan2.1-I2V-14B-480P"
+        )
+    if expected is not None and dim is not None and dim != expected.dim:
+        return f"the model width is {dim}, but config {expected.name!r} has {expected.dim} (a different model size)"
+    if not has_audio:
+        return (
+            "this is the Wan2.1 I2V base without the audio adapter; also pass the InfiniteTalk (single/multi) or "
+            "MultiTalk adapter file"
+        )
+    return None
+
+
+@lru_cache(maxsize=16)
+def expected_specs(config: DiTConfig) -> dict[str, tuple[int, ...]]:
+    """State-dict keys and shapes of a model built from ``config`` (built on the meta device; cached, do not
+    mutate the returned dict)."""
+    from talkgen_core.models.dit import build_dit
+
+    return {k: tuple(v.shape) for k, v in build_dit(config, device="meta").state_dict().items()}
+
+
+def key_mismatch(
+    have: dict[str, TensorSpec], want: dict[str, tuple[int, ...]]
+) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, wrong-shape) key lists, sorted."""
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    wrong = sorted(k for k in set(want) & set(have) if tuple(have[k].shape) != want[k])
+    return missing, unexpected, wrong
+
+
+def infer_config(specs: dict[str, TensorSpec]) -> DiTConfig | None:
+    """The registered config whose keys and shapes match exactly, else one inferred from the shapes
+    (head_dim 128 as in every Wan model), else None."""
+    for config in DIT_CONFIGS.values():
+        if not any(key_mismatch(specs, expected_specs(config))):
+            return config
+    guess = _shape_inferred_config(specs)
+    return None if guess is None or any(key_mismatch(specs, expected_specs(guess))) else guess
+
+
+def closest_config(specs: dict[str, TensorSpec]) -> DiTConfig | None:
+    """The candidate config with the fewest missing + unexpected + wrong-shape keys, if it shares any key."""
+    candidates = list(DIT_CONFIGS.values())  # registered configs win ties
+    inferred = _shape_inferred_config(specs)
+    if inferred is not None:
+        candidates.append(inferred)
+    best, best_cost = None, None
+    for config in candidates:
+        want = expected_specs(config)
+        if not set(want) & set(specs):
+            continue
+        cost = sum(len(part) for part in key_mismatch(specs, want))
+        if best_cost is None or cost < best_cost:
+            best, best_cost = config, cost
+    return best
+
+
+def _shape_inferred_config(specs: dict[str, TensorSpec]) -> DiTConfig | None:
+    """Wan sizes read off the base tensors (head_dim 128), audio adapter sizes as in the 14B config."""
+    try:
+        patch = specs["patch_embedding.weight"].shape
+        layers = 1 + max(int(k.split(".")[1]) for k in specs if k.startswith("blocks."))
+        guess = variant(
+            "wan21-i2v-14b",
+            name=f"inferred-{patch[0]}x{layers}",
+            dim=patch[0],
+            in_dim=patch[1],
+            out_dim=specs["head.head.weight"].shape[0] // 4,
+            num_heads=max(1, patch[0] // 128),
+            num_layers=layers,
+            ffn_dim=specs["blocks.0.ffn.0.weight"].shape[0],
+            text_dim=specs["text_embedding.0.weight"].shape[1],
+            clip_dim=specs["img_emb.proj.0.weight"].shape[0],
+        )
+    except (KeyError, ValueError, IndexError):
+        return None
+    return guess
+
+
+def mismatch_message(
+    what: str,
+    missing: Sequence[str],
+    unexpected: Sequence[str],
+    wrong: Sequence[str],
+    have: dict[str, TensorSpec],
+    want: dict[str, tuple[int, ...]],
+    guess: str | None,
+) -> str:
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (first: {', '.join(missing[:5])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:5])})")
+    if wrong:
+        shown = ", ".join(f"{k} file {list(have[k].shape)} vs model {list(want[k])}" for k in wrong[:3])
+        parts.append(f"{len(wrong)} shape mismatches (first: {shown})")
+    if guess:
+        parts.append(f"probable cause: {guess}")
+    return f"{what} does not match the model: " + "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+@dataclass
+class FileReport:
+    path: str
+    kind: str  # dit / adapter / lora / vae / ...
+    layout: str  # "official", "comfyui (model.diffusion_model.)", "official shard", ...
+    tensors: int
+    parameters: int
+    dtypes: dict[str, int]  # dtype name -> parameter count
+    fp8_scales: int
+
+
+@dataclass
+class CheckpointReport:
+    """What ``describe_checkpoint`` found; ``text()`` formats it for the ``check-model`` command."""
+
+    files: list[FileReport]
+    parameters: int
+    dtypes: dict[str, int]
+    config: str | None
+    loads: bool
+    problem: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        lines = []
+        for f in self.files:
+            dt = ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in sorted(f.dtypes.items(), key=lambda kv: -kv[1]))
+            extra = f", {f.fp8_scales} fp8 scales" if f.fp8_scales else ""
+            lines.append(
+                f"{f.path}: {f.kind}, {f.layout}, {f.tensors} tensors, {f.parameters:,} parameters ({dt}){extra}"
+            )
+        shares = sorted(self.dtypes.items(), key=lambda kv: -kv[1])
+        total = ", ".join(f"{k} {v / self.parameters:.0%}" for k, v in shares) if self.parameters else "-"
+        lines.append(f"total: {self.parameters:,} parameters ({total})")
+        if self.config and not self.loads:
+            lines.append(f"config: none matches exactly (closest: {self.config})")
+        else:
+            lines.append(f"config: {self.config or 'none matches'}")
+        lines.append(f"loads: {'yes' if self.loads else 'no'}")
+        if self.problem:
+            lines.append(f"problem: {self.problem}")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def _file_layout(prefix: str, in_index: bool) -> str:
+    if prefix:
+        return f"comfyui single file ({prefix} prefix)"
+    return "official shard" if in_index else "official keys"
+
+
+def describe_checkpoint(
+    paths: str | Path | Iterable[str | Path], config: str | DiTConfig | None = None
+) -> CheckpointReport:
+    """Report format, dtypes, parameter count and whether the files load into a DiT config.
+
+    Reads only safetensors headers, so it is quick even for the 14B files.
+    """
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    in_index = any(str(p).endswith(".index.json") or Path(p).is_dir() for p in items)
+    merged: dict[str, TensorSpec] = {}
+    reports, scales_total, notes = [], 0, []
+    for path in expand_checkpoint_paths(items):
+        raw = read_tensor_specs(path)
+        prefix = strip_dit_prefix(raw)
+        weights, scales, _ = split_quant_entries(normalise_keys(raw, prefix))
+        scales_total += len(scales)
+        outside = sum(1 for k in raw if prefix and not k.startswith(prefix) and k not in QUANT_MARKERS)
+        if outside:
+            notes.append(f"{path.name}: {outside} keys outside {prefix!r} ignored (other components of the file)")
+        dtypes: Counter[str] = Counter()
+        for spec in weights.values():
+            dtypes[spec.dtype] += spec.numel
+        reports.append(
+            FileReport(
+                path=str(path), kind=classify_keys(weights), layout=_file_layout(prefix, in_index),
+                tensors=len(weights), parameters=sum(dtypes.values()), dtypes=dict(dtypes), fp8_scales=len(scales),
+            )
+        )  # fmt: skip
+        merged.update(weights)  # later files override earlier ones, as the official loader does
+    total: Counter[str] = Counter()
+    for spec in merged.values():
+        total[spec.dtype] += spec.numel
+    report = CheckpointReport(
+        files=reports, parameters=sum(total.values()), dtypes=dict(total), config=None, loads=False, notes=notes
+    )
+    chosen = get_dit_config(config) if config is not None else infer_config(merged) or closest_config(merged)
+    if chosen is None:
+        report.problem = "no DiT config matches these keys; probable cause: " + (
+            guess_wrong_file(merged) or "an unknown layout"
+        )
+        return report
+    report.config = chosen.name
+    want = expected_specs(chosen)
+    missing, unexpected, wrong = key_mismatch(merged, want)
+    if missing or unexpected or wrong:
+        report.problem = mismatch_message(
+            "the file set", missing, unexpected, wrong, merged, want, guess_wrong_file(merged, chosen)
+        )
+        return report
+    report.loads = True
+    if scales_total:
+        report.notes.append(f"{scales_total} fp8 weights carry a per-tensor scale; they are de-scaled at compute time")
+    return report
+
+
+def _default_compute_dtype(state: dict[str, torch.Tensor]) -> torch.dtype:
+    """The dtype most parameters are stored in; fp8 storage computes in bf16."""
+    counts: Counter[torch.dtype] = Counter()
+    for t in state.values():
+        if t.is_floating_point():
+            counts[t.dtype] += t.numel()
+    stored = counts.most_common(1)[0][0] if counts else torch.float32
+    return stored if stored in (torch.float32, torch.bfloat16, torch.float16) else torch.bfloat16
+
+
+def load_dit(
+    paths: str | Path | Iterable[str | Path],
+    config: str | DiTConfig | None = None,
+    device: str | torch.device = "cpu",
+    compute_dtype: torch.dtype | None = None,
+):
+    """Load a ``WanDiT`` from weight files (base shards / single file, then adapter files on top).
+
+    Weights keep their stored dtype; ``compute_dtype`` defaults to the dominant stored dtype (bf16 for fp8).
+    Raises ``CheckpointError`` naming the first missing / unexpected keys and the probable wrong file.
+    """
+    from talkgen_core.models.dit import build_dit
+
+    files = expand_checkpoint_paths(paths)
+    state: dict[str, torch.Tensor] = {}
+    scales: dict[str, torch.Tensor] = {}
+    for path in files:
+        raw = load_state_dict_file(path, device=device)
+        weights, file_scales, _ = split_quant_entries(normalise_keys(raw, strip_dit_prefix(raw)))
+        state.update(weights)  # type: ignore[arg-type]
+        scales.update(file_scales)  # type: ignore[arg-type]
+    specs = {k: TensorSpec(tuple(v.shape), str(v.dtype)) for k, v in state.items()}
+    chosen = get_dit_config(config) if config is not None else infer_config(specs) or closest_config(specs)
+    names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+    if chosen is None:
+        raise CheckpointError(
+            f"{names}: no DiT config matches these keys; probable cause: "
+            f"{guess_wrong_file(specs) or 'an unknown layout'}"
+        )
+    want = expected_specs(chosen)
+    missing, unexpected, wrong = key_mismatch(specs, want)
+    if missing or unexpected or wrong:
+        what = f"{names} (checked against config {chosen.name!r})"
+        raise CheckpointError(
+            mismatch_message(what, missing, unexpected, wrong, specs, want, guess_wrong_file(specs, chosen))
+        )
+    model = build_dit(chosen, device="meta")
+    model.load_state_dict(state, strict=True, assign=True)
+    modules = dict(model.named_modules())
+    for name, scale in scales.items():
+        module = modules.get(name)
+        if module is None or not hasattr(module, "scale_weight"):
+            raise CheckpointError(f"{names}: fp8 scale for {name!r}, which is not a linear/conv layer of the model")
+        module.scale_weight = scale.float()
+    model.set_compute_dtype(compute_dtype or _default_compute_dtype(state))
+    return model

@@ -1,0 +1,74 @@
+"""Leaf layers that keep weights in their stored dtype and compute in the dtype of their input.
+
+Weights may be fp32 / bf16 / fp16 or fp8 (e4m3fn / e5m2) with an optional per-tensor ``scale_weight``
+(ComfyUI "scaled fp8" files). ``scale_weight`` is a non-persistent buffer, so the state-dict keys stay
+exactly the official ones; the checkpoint loader attaches it after a strict load.
+Norms always compute in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def dequantize(weight: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """``weight`` in ``dtype``, multiplied by its per-tensor scale when it has one."""
+    w = weight.to(dtype)
+    if scale is not None:
+        w = w * scale.to(dtype)
+    return w
+
+
+class CastLinear(nn.Linear):
+    """``nn.Linear`` whose stored weight is cast (and de-scaled) to the input dtype at call time."""
+
+    scale_weight: torch.Tensor | None
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.register_buffer("scale_weight", None, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = dequantize(self.weight, self.scale_weight, x.dtype)
+        b = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, w, b)
+
+
+class CastConv3d(nn.Conv3d):
+    """``nn.Conv3d`` (used as the patch embedding) with the same stored-dtype handling as ``CastLinear``."""
+
+    scale_weight: torch.Tensor | None
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int, int]) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=kernel, stride=kernel)
+        self.register_buffer("scale_weight", None, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = dequantize(self.weight, self.scale_weight, x.dtype)
+        b = None if self.bias is None else self.bias.to(x.dtype)
+        return F.conv3d(x, w, b, stride=self.stride)
+
+
+class FP32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 (affine or not); returns float32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps)
+
+
+class RMSNorm(nn.Module):
+    """RMS norm over the last dimension with a learned weight; normalises in float32, returns input dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        normed = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.weight.to(x.dtype)
