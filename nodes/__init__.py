@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-NODE_CLASSES: list[type] = []
+from . import conditioning, loaders, sampler, speech, video
+
+NODE_CLASSES: list[type] = [*loaders.NODES, *speech.NODES, *conditioning.NODES, *sampler.NODES, *video.NODES]
 
 NODE_CLASS_MAPPINGS = {f"TalkGen{cls.NODE_NAME}": cls for cls in NODE_CLASSES}
 NODE_DISPLAY_NAME_MAPPINGS = {f"TalkGen{cls.NODE_NAME}": cls.DISPLAY_NAME for cls in NODE_CLASSES}

@@ -50,6 +50,12 @@ def raise_if_cancelled() -> None:
         mm.throw_exception_if_processing_interrupted()
 
 
+def cancel_requested() -> bool:
+    """Whether the user pressed Cancel (read only; the flag stays set for ComfyUI's own check)."""
+    mm = _host_module("comfy.model_management")
+    return bool(mm is not None and mm.processing_interrupted())
+
+
 def compute_device() -> torch.device:
     """The device ComfyUI computes on, or CUDA/CPU outside the host."""
     mm = _host_module("comfy.model_management")
@@ -129,6 +135,22 @@ def output_directory() -> Path:
     if folder_paths is not None:
         return Path(folder_paths.get_output_directory())
     return Path("output").resolve()
+
+
+def next_output_path(filename_prefix: str, extension: str) -> tuple[Path, dict[str, str]]:
+    """A fresh numbered file in the output folder for ``filename_prefix`` (which may hold sub-folders),
+    and the ``{filename, subfolder, type}`` record ComfyUI's UI shows it by."""
+    root = output_directory()
+    prefix = Path(filename_prefix.strip() or "TalkGen/video")
+    folder = (root / prefix.parent).resolve()
+    if root.resolve() not in (folder, *folder.parents):
+        raise ValueError(f"filename_prefix {filename_prefix!r} points outside the output folder {root}")
+    folder.mkdir(parents=True, exist_ok=True)
+    taken = [p.stem[len(prefix.name) + 1 :] for p in folder.glob(f"{prefix.name}_*.{extension}")]
+    counter = max([int(t) for t in taken if t.isdigit()], default=0) + 1
+    path = folder / f"{prefix.name}_{counter:05d}.{extension}"
+    subfolder = str(folder.relative_to(root.resolve())) if folder != root.resolve() else ""
+    return path, {"filename": path.name, "subfolder": subfolder, "type": "output"}
 
 
 def temp_directory() -> Path:

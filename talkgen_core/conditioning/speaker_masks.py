@@ -7,12 +7,15 @@ they have none, give boxes in percent of the frame; with neither, speakers get e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 DEFAULT_MARGIN = 0.05
+PREVIEW_SIZE = 256  # side of the preview masks drawn from boxes
 
 
 def parse_boxes(text: str) -> list[tuple[float, float, float, float]]:
@@ -54,7 +57,8 @@ def default_boxes(speakers: int, margin: float = DEFAULT_MARGIN) -> list[tuple[f
 
 
 def fit_masks(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Resize painted masks to the video size (nearest) and binarise at 0.5.
+    """Fit painted masks to the video exactly as the reference image is fitted: scale to cover
+    ``height x width`` (nearest), centre-crop, then binarise at 0.5.
 
     # masks: [P, h, w] or [h, w] in [0, 1] -> [P, height, width] float32 in {0, 1}
     """
@@ -64,9 +68,70 @@ def fit_masks(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
         raise ValueError(f"speaker masks must be [P, H, W] or [H, W], got shape {tuple(masks.shape)}")
     if not torch.isfinite(masks).all():
         raise ValueError("speaker masks contain NaN or infinite values")
-    resized = F.interpolate(masks[None].float(), size=(height, width), mode="nearest")[0]
-    fitted = (resized > 0.5).float()
+    h, w = masks.shape[-2:]
+    scale = max(height / h, width / w)
+    new_h, new_w = max(height, math.ceil(h * scale)), max(width, math.ceil(w * scale))
+    resized = F.interpolate(masks[None].float(), size=(new_h, new_w), mode="nearest")[0]
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    fitted = (resized[:, top : top + height, left : left + width] > 0.5).float()
     empty = [i + 1 for i in range(fitted.shape[0]) if fitted[i].sum() == 0]
     if empty:
         raise ValueError(f"speaker mask(s) {empty} are empty after resizing to {width}x{height}: paint a larger region")
     return fitted
+
+
+def parse_strengths(text: str, speakers: int) -> torch.Tensor:
+    """``"1.0, 0.8"`` -> per-speaker audio strengths ``[P]``; empty text means 1 for everyone."""
+    parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    if not parts:
+        return torch.ones(speakers)
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"strengths {text!r}: expected numbers separated by commas") from None
+    if len(values) != speakers:
+        raise ValueError(f"strengths gives {len(values)} values for {speakers} speakers; give one per speaker")
+    return torch.tensor(values)
+
+
+@dataclass(frozen=True)
+class SpeakerMasks:
+    """Speaker regions, kept as painted masks or percent boxes until the video size is known."""
+
+    strengths: torch.Tensor  # [P] audio strength per speaker
+    painted: torch.Tensor | None = None  # [P, h, w] in [0, 1]
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+
+    @property
+    def speakers(self) -> int:
+        return int(self.strengths.numel())
+
+    def at_size(self, height: int, width: int) -> torch.Tensor:
+        """Binary masks for a ``height x width`` video.  # -> [P, height, width]"""
+        if self.painted is not None:
+            return fit_masks(self.painted, height, width)
+        return masks_from_boxes(self.boxes, height, width)
+
+    @property
+    def masks(self) -> torch.Tensor:
+        """For previews: painted masks as given, boxes drawn on a square.  # -> [P, h, w]"""
+        return self.painted if self.painted is not None else self.at_size(PREVIEW_SIZE, PREVIEW_SIZE)
+
+
+def speaker_masks(
+    speakers: int, masks: torch.Tensor | None = None, boxes: str = "", strengths: str = ""
+) -> SpeakerMasks:
+    """Painted masks win over boxes, boxes over the default side-by-side layout."""
+    weights = parse_strengths(strengths, speakers)
+    if masks is not None:
+        painted = masks[None] if masks.ndim == 2 else masks
+        if painted.ndim != 3 or painted.shape[0] != speakers:
+            raise ValueError(
+                f"masks: got {tuple(painted.shape)}, expected one mask per speaker ({speakers}) as [P, H, W]"
+            )
+        fit_masks(painted, *painted.shape[-2:])  # refuse NaN or empty masks now, not mid-render
+        return SpeakerMasks(weights, painted=painted.float())
+    parsed = parse_boxes(boxes) if boxes.strip() else default_boxes(speakers)
+    if len(parsed) != speakers:
+        raise ValueError(f"boxes gives {len(parsed)} boxes for {speakers} speakers; give one per speaker")
+    return SpeakerMasks(weights, boxes=tuple(parsed))

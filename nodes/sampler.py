@@ -1,0 +1,137 @@
+"""The Streaming Sampler node: a talking video of any length, chunk by chunk, straight into an mp4."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from talkgen_core.models.lora import applied_loras
+from talkgen_core.pipeline import Models, generate
+from talkgen_core.sampling.solvers import SOLVERS
+from talkgen_core.sampling.streaming import Cancelled, StreamProgress
+
+from . import host
+from .loaders import TalkGenModel
+from .types import ANY_VAE, CATEGORY, MODEL, REFERENCE, SPEAKER_MASKS, SPEECH
+from .vae_adapter import as_video_autoencoder
+
+SIZES = ["auto", "480p", "720p", "demo"]
+
+
+class _NodeProgress:
+    """Turns the sampler's per-step reports into one ComfyUI progress bar over all steps of all chunks."""
+
+    def __init__(self) -> None:
+        self.bar: host.Progress | None = None
+
+    def __call__(self, report: StreamProgress) -> None:
+        total = report.num_chunks * report.num_steps
+        if self.bar is None:
+            self.bar = host.Progress(total)
+        self.bar.set(report.chunk * report.num_steps + report.step)
+
+
+class Sampler:
+    NODE_NAME = "Sampler"
+    DISPLAY_NAME = "TalkGen Streaming Sampler"
+    CATEGORY = f"{CATEGORY}/sampling"
+    DESCRIPTION = (
+        "Generates the whole talking video in overlapping chunks (InfiniteTalk streaming): each chunk continues "
+        "from the previous one's last frames, takes its reference at its own time, and is written to the video as "
+        "soon as it is done, so memory stays flat for any length. The result is exactly as long as the audio. With "
+        "a job folder, a cancelled or crashed run continues from the last finished chunk."
+    )
+    RETURN_TYPES = ("VIDEO", "INT", "FLOAT")
+    RETURN_NAMES = ("video", "frames", "fps")
+    OUTPUT_TOOLTIPS = (
+        "the rendered video with its soundtrack (works with Save Video / Preview)",
+        "number of frames rendered",
+        "frame rate of the video",
+    )
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL, {"tooltip": "from TalkGen Model Loader (optionally through TalkGen LoRA)"}),
+                "vae": (ANY_VAE, {"tooltip": "the Wan2.1 VAE: ComfyUI's Load VAE or TalkGen VAE Loader"}),
+                "speech": (SPEECH, {"tooltip": "from TalkGen Audio Embeds; its frame rate is the video's"}),
+                "reference": (REFERENCE, {"tooltip": "from TalkGen Reference (image-to-video) or TalkGen Dubbing "
+                                                     "Source (video dubbing)"}),
+                "size": (SIZES, {"default": "auto",
+                                 "tooltip": "output size: 480p / 720p = the official aspect buckets for the reference; "
+                                            "demo = about 64x64; auto = demo for the demo model, else 480p"}),
+                "steps": ("INT", {"default": 40, "min": 1, "max": 200,
+                                  "tooltip": "denoising steps per chunk (40 official; 4-8 with a distillation LoRA)"}),
+                "shift": ("FLOAT", {"default": 7.0, "min": 0.1, "max": 30.0, "step": 0.1,
+                                    "tooltip": "flow-matching shift: 7 at 480p, 11 at 720p, about 2 with some LoRAs"}),
+                "solver": (list(SOLVERS), {"default": "euler", "tooltip": "ODE solver (euler = official)"}),
+                "text_cfg": ("FLOAT", {"default": 5.0, "min": 1.0, "max": 20.0, "step": 0.1,
+                                       "tooltip": "prompt guidance (5 official; 1 = off, saves a model pass per step)"}),
+                "audio_cfg": ("FLOAT", {"default": 4.0, "min": 1.0, "max": 20.0, "step": 0.1,
+                                        "tooltip": "audio guidance: lip-sync strength (3-5 best; 2 with a distillation "
+                                                   "LoRA; 1 = off)"}),
+                "chunk_frames": ("INT", {"default": 81, "min": 5, "max": 201, "step": 4,
+                                         "tooltip": "frames per chunk, 4k+1 (81 = what the model was trained on)"}),
+                "context_frames": ("INT", {"default": 9, "min": 1, "max": 33, "step": 4,
+                                           "tooltip": "frames each chunk carries over from the previous one, 4k+1"}),
+                "context_space": (["latent", "pixel"], {
+                    "default": "latent",
+                    "tooltip": "latent: carry context latents as they are (no decode/re-encode drift); pixel: the "
+                               "official decode -> colour-correct -> encode round trip"}),
+                "colour_correction": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                                                "tooltip": "pull each chunk's colours towards the reference (Lab "
+                                                           "mean/std); 0 = off"}),
+                "sdedit_strength": ("FLOAT", {"default": 1.0, "min": 0.05, "max": 1.0, "step": 0.05,
+                                              "tooltip": "dubbing only: below 1 starts from the source video's latents "
+                                                         "noised to this level, keeping its camera path"}),
+                "seed": ("INT", {"default": 42, "min": 0, "max": 2**63 - 1, "tooltip": "noise seed (per chunk: "
+                                                                                        "seed and chunk index)"}),
+            },
+            "optional": {
+                "positive": ("CONDITIONING", {"tooltip": "prompt from CLIP Text Encode with the umT5 encoder"}),
+                "negative": ("CONDITIONING", {"tooltip": "negative prompt (used when text_cfg > 1)"}),
+                "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip": "CLIP Vision Encode of the reference image "
+                                                                         "(the I2V model's image tokens)"}),
+                "speaker_masks": (SPEAKER_MASKS, {"tooltip": "from TalkGen Speaker Masks, for two or more speakers"}),
+                "apg": ("BOOLEAN", {"default": False, "tooltip": "adaptive projected guidance: fewer artefacts at "
+                                                                 "high CFG"}),
+                "job_dir": ("STRING", {"default": "", "tooltip": "folder for chunk latents and a manifest; a run "
+                                                                 "with the same settings resumes from the last "
+                                                                 "finished chunk. Empty = not resumable"}),
+            },
+        }
+
+    def sample(self, model: TalkGenModel, vae, speech, reference, size, steps, shift, solver, text_cfg, audio_cfg,
+               chunk_frames, context_frames, context_space, colour_correction, sdedit_strength, seed,
+               positive=None, negative=None, clip_vision_output=None, speaker_masks=None, apg=False, job_dir=""):
+        module = host.load_to_compute_device(model.managed)
+        models = Models(dit=module, vae=as_video_autoencoder(vae), wav2vec2=None,
+                        names={"dit": model.dit.name}, is_demo=model.dit.is_demo,
+                        random_weights=model.dit.random_weights)
+        folder = Path(job_dir) if job_dir.strip() else host.temp_directory() / "talkgen" / uuid.uuid4().hex
+        out = folder / "video.mp4"
+        clip = None if clip_vision_output is None else clip_vision_output.penultimate_hidden_states
+        try:
+            with applied_loras(module, model.dit.loras):
+                result = generate(
+                    speech=speech, **reference.generate_kwargs(), out=out, fps=speech.fps,
+                    size=None if size == "auto" else size, steps=steps, shift=shift, solver=solver,
+                    text_cfg=text_cfg, audio_cfg=audio_cfg, apg=apg, chunk_frames=chunk_frames,
+                    context_frames=context_frames, context_mode=context_space, colour_strength=colour_correction,
+                    sdedit_strength=sdedit_strength, seed=seed,
+                    text_context=None if positive is None else positive[0][0],
+                    negative_context=None if negative is None else negative[0][0],
+                    clip_features=clip, speaker_masks=speaker_masks,
+                    job_dir=folder if job_dir.strip() else None, resume=bool(job_dir.strip()),
+                    models=models, device=host.compute_device(), progress=_NodeProgress(),
+                    cancel=host.cancel_requested,
+                )
+        except Cancelled:
+            host.raise_if_cancelled()  # ComfyUI's own interrupt; finished chunks stay in the job folder
+            raise
+        return (host.video_from_file(result.path), result.frames, result.fps)
+
+
+NODES = [Sampler]

@@ -1,0 +1,14 @@
+"""Names of the pack's own socket types, shared by every node module."""
+
+MODEL = "TALKGEN_MODEL"
+AUDIO_ENCODER = "TALKGEN_AUDIO_ENCODER"
+SPEECH = "TALKGEN_SPEECH"
+SPEAKER_MASKS = "TALKGEN_SPEAKER_MASKS"
+REFERENCE = "TALKGEN_REFERENCE"
+VAE_OURS = "TALKGEN_VAE"
+# a sampler's VAE input takes ComfyUI's native Wan VAE or ours (ComfyUI matches comma-separated type unions)
+ANY_VAE = f"VAE,{VAE_OURS}"
+
+CATEGORY = "TalkGen"
+DEMO_CHOICE = "talkgen-demo (embedded)"
+NONE_CHOICE = "none"

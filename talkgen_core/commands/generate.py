@@ -1,0 +1,113 @@
+"""``generate``: render a talking video of any length from an image (or a video to dub) and audio.
+
+Without model options it runs the embedded demo model (shipped weights, or random ones with a warning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import sys
+import warnings
+from pathlib import Path
+
+from talkgen_core.sampling.solvers import SOLVERS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="reference image (image-to-video)")
+    source.add_argument("--video", type=Path, help="source video to dub (sparse-frame video-to-video)")
+    parser.add_argument("--audio", type=Path, required=True, help="speech of speaker 1 (any audio or video file)")
+    parser.add_argument("--audio2", type=Path, action="append", default=[],
+                        help="speech of a further speaker; repeat for more")
+    parser.add_argument("--audio-mode", choices=("para", "add"), default="para",
+                        help="several speakers: para = simultaneous, add = one after the other (default para)")
+    parser.add_argument("--out", type=Path, required=True, help="output mp4 (audio muxed in)")
+    parser.add_argument("--fps", type=float, default=25.0, help="output frame rate (default 25)")
+    parser.add_argument("--size", default=None,
+                        help="WIDTHxHEIGHT (multiples of 16), 480p, 720p or demo; default: the model's preset")
+    parser.add_argument("--steps", type=int, default=None, help="solver steps per chunk (default: preset)")
+    parser.add_argument("--shift", type=float, default=None, help="schedule shift (default 7 at 480p, 11 at 720p)")
+    parser.add_argument("--solver", choices=sorted(SOLVERS), default="euler", help="ODE solver (default euler)")
+    parser.add_argument("--text-cfg", type=float, default=None, help="text guidance scale (1 = off)")
+    parser.add_argument("--audio-cfg", type=float, default=None, help="audio guidance scale (1 = off)")
+    parser.add_argument("--apg", action="store_true", help="adaptive projected guidance instead of plain CFG")
+    parser.add_argument("--chunk-frames", type=int, default=81, help="frames per chunk, 4n+1 (default 81)")
+    parser.add_argument("--context-frames", type=int, default=9,
+                        help="frames carried into the next chunk, 4n+1 (default 9)")
+    parser.add_argument("--context-mode", choices=("latent", "pixel"), default="latent",
+                        help="carry context as clean latents (default) or through pixels like the official code")
+    parser.add_argument("--colour-strength", type=float, default=1.0,
+                        help="Lab colour correction towards the reference, 0..1 (default 1)")
+    parser.add_argument("--sdedit", type=float, default=1.0,
+                        help="video dubbing: start noise level over the source latents, (0, 1]; 1 = off")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: 1 for the demo model on the CPU, else torch's choice)")
+    parser.add_argument("--job-dir", type=Path, default=None,
+                        help="keep per-chunk latents here so an interrupted run can be resumed")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --job-dir")
+
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+LARGE_ALLOCATION = 1 << 20
+
+
+def keep_peak_memory_flat() -> None:
+    """Serve allocations of 1 MiB and more from mmap, so freed buffers go back to the OS at once.
+
+    glibc raises its mmap threshold after a large buffer is freed, and later buffers of that size then come
+    from the heap, which it rarely shrinks: a long run's many slice-sized temporaries (audio encoding, per-chunk
+    decoding) would then ratchet the peak RSS up with the video length. A fixed threshold keeps the peak at
+    the live working set. No-op where glibc's mallopt is not available.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
+        return
+
+
+def _print_progress(event) -> None:
+    if event.kind != "chunk":
+        return
+    eta = f", ETA {event.eta_s:.0f} s" if event.eta_s is not None else ""
+    note = " (restored)" if event.replayed else ""
+    print(f"chunk {event.chunk + 1}/{event.num_chunks}{note}: {event.frames_written}/{event.total_frames} frames, "
+          f"{event.elapsed_s:.1f} s{eta}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from talkgen_core.pipeline import generate
+    from talkgen_core.sampling.streaming import Cancelled
+
+    if args.resume and args.job_dir is None:
+        print("error: --resume needs --job-dir (the folder of the run to continue)", file=sys.stderr)
+        return 2
+    keep_peak_memory_flat()
+    plain = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"  # no source lines
+    try:
+        result = generate(
+            image=args.image, video=args.video, audio=[args.audio, *args.audio2], audio_mode=args.audio_mode,
+            out=args.out, fps=args.fps, size=args.size, steps=args.steps, shift=args.shift, solver=args.solver,
+            text_cfg=args.text_cfg, audio_cfg=args.audio_cfg, apg=args.apg, chunk_frames=args.chunk_frames,
+            context_frames=args.context_frames, context_mode=args.context_mode,
+            colour_strength=args.colour_strength, sdedit_strength=args.sdedit, seed=args.seed,
+            device=args.device, threads=args.threads, job_dir=args.job_dir, resume=args.resume,
+            progress=_print_progress,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError, FileExistsError, Cancelled) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        warnings.formatwarning = plain
+    print(f"wrote {result.path}: {result.frames} frames at {result.fps:g} fps ({result.width}x{result.height}), "
+          f"{result.chunks} chunks, {result.seconds:.1f} s")
+    return 0

@@ -1,0 +1,54 @@
+"""A loaded DiT together with where it came from and the LoRAs to apply while sampling with it.
+
+Handles are immutable: adding a LoRA returns a new handle sharing the same module, so one loaded model can
+serve several graph branches or jobs with different LoRAs (they are applied unmerged, only while sampling).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LoadedDiT:
+    module: nn.Module
+    name: str  # file name(s), or the demo model's name
+    is_demo: bool = False
+    random_weights: bool = False
+    loras: tuple[tuple[str, float], ...] = ()  # (file, strength), applied in order
+
+    def with_lora(self, path: str | Path, strength: float) -> LoadedDiT:
+        return replace(self, loras=self.loras + ((str(path), float(strength)),))
+
+
+@dataclass(frozen=True)
+class DemoParts:
+    dit: LoadedDiT
+    vae: Any  # WanVAE
+    wav2vec2: nn.Module
+
+
+def load_dit_handle(
+    paths: Iterable[str | Path], device: str | torch.device = "cpu", compute_dtype: torch.dtype | None = None
+) -> LoadedDiT:
+    """Load base (+ adapter) files into a handle; errors name the wrong file (see ``checkpoint.load_dit``)."""
+    from talkgen_core.models.checkpoint import load_dit
+
+    files = [Path(p) for p in paths]
+    module = load_dit(files, device=device, compute_dtype=compute_dtype)
+    return LoadedDiT(module.eval().requires_grad_(False), " + ".join(f.name for f in files))
+
+
+def load_demo_parts(device: str | torch.device = "cpu") -> DemoParts:
+    """The embedded demo model's three parts (shipped weights, or random ones with a warning)."""
+    from talkgen_core.pipeline import load_demo_models
+
+    models = load_demo_models(device)
+    dit = LoadedDiT(models.dit, models.names.get("dit", "demo"), is_demo=True, random_weights=models.random_weights)
+    return DemoParts(dit, models.vae, models.wav2vec2)

@@ -1,0 +1,387 @@
+"""``generate()``: the one high-level entry the CLI, the ComfyUI nodes and the batch queue call.
+
+image (or images / keyframes) or a source video + one or more speakers' audio + settings
+-> frames streamed into an mp4 (audio muxed in) or another frame sink, exactly ``round(audio s x fps)`` long.
+
+Models: pass :class:`Models` for real checkpoints, or let :func:`load_demo_models` build the embedded demo
+model (the "demo" DiT, the "tiny" VAE and the "demo" wav2vec2), with the weights shipped in
+``talkgen_core/weights/`` (:data:`DEMO_WEIGHT_FILES`) or, when those are absent, seeded random weights and a
+warning. Settings left as None take the preset of the model kind: the cheap demo preset (few steps, about
+64 x 64 pixels) or the official one (40 steps, text CFG 5, audio CFG 4, shift 7 at 480p / 11 at 720p).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from talkgen_core.sampling.chunks import ChunkPlan
+from talkgen_core.sampling.guidance import APGConfig, GuidanceConfig
+from talkgen_core.sampling.jobdir import JobDir, hash_inputs
+from talkgen_core.sampling.references import (
+    ImageInput, KeyframeReferences, PerChunkReferences, ReferenceProvider, StillReference, VideoReferences,
+    to_pixels,
+)
+from talkgen_core.sampling.schedules import SHIFT_480P, default_shift
+from talkgen_core.sampling.sizes import resolve_size
+from talkgen_core.sampling.streaming import (
+    StreamConditioning, StreamingSampler, StreamProgress, StreamSettings,
+)
+from talkgen_core.video.writer import FrameCollector, FrameSink, Mp4Writer
+
+AudioInput = Union[str, Path, torch.Tensor, dict]  # a file, a 16 kHz mono waveform [S], or a ComfyUI AUDIO dict
+SAMPLE_RATE = 16000
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEMO_WEIGHT_FILES = {
+    "dit": "demo-dit.safetensors",
+    "vae": "demo-vae.safetensors",
+    "wav2vec2": "demo-wav2vec2.safetensors",
+}
+DEMO_MODEL_NAMES = {"dit": "demo", "vae": "tiny", "wav2vec2": "demo"}
+DEMO_SEED = 0
+
+
+class DemoWeightsWarning(UserWarning):
+    """The demo model runs on random weights because no shipped weights were found."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    steps: int
+    text_cfg: float
+    audio_cfg: float
+    size: str
+    shift: Optional[float]  # None: by resolution (7 at 480p, 11 at 720p)
+    # wav2vec2 transformer window in seconds (None: the audio module's default). Attention memory grows with
+    # the square of the window, so the CPU demo uses short windows to keep its peak flat in the audio length.
+    audio_window_s: Optional[float] = None
+
+
+DEMO_PRESET = Preset(steps=4, text_cfg=1.0, audio_cfg=2.0, size="demo", shift=SHIFT_480P, audio_window_s=10.0)
+OFFICIAL_PRESET = Preset(steps=40, text_cfg=5.0, audio_cfg=4.0, size="480p", shift=None)
+
+
+@dataclass
+class Models:
+    """The three networks a run needs, plus how they were made (recorded in job manifests)."""
+
+    dit: nn.Module
+    vae: Any
+    wav2vec2: nn.Module
+    names: dict[str, str] = field(default_factory=dict)
+    is_demo: bool = False
+    random_weights: bool = False
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    path: Optional[Path]  # the mp4, when one was written
+    frames: int
+    fps: float
+    chunks: int
+    replayed_chunks: int  # chunks restored from the job directory
+    seconds: float  # wall time of the whole call
+    width: int
+    height: int
+    audio_seconds: float
+    images: Optional[torch.Tensor] = None  # [T, H, W, 3] in [0, 1] when neither out nor sink was given
+
+
+def load_demo_models(device: Union[str, torch.device] = "cpu", weights_dir: Path = WEIGHTS_DIR) -> Models:
+    """The embedded demo model: shipped weights when all three files exist, else seeded random weights."""
+    from talkgen_core.audio import build_wav2vec2
+    from talkgen_core.models import build_dit, build_vae, load_state_dict_file
+
+    paths = {part: Path(weights_dir) / name for part, name in DEMO_WEIGHT_FILES.items()}
+    shipped = all(p.is_file() for p in paths.values())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(DEMO_SEED)
+        dit = build_dit(DEMO_MODEL_NAMES["dit"], device=device, seed=DEMO_SEED)
+        vae = build_vae(DEMO_MODEL_NAMES["vae"], device=device)
+        wav2vec2 = build_wav2vec2(DEMO_MODEL_NAMES["wav2vec2"], device=device)
+    if shipped:
+        dit.load_state_dict(load_state_dict_file(paths["dit"], device=device))
+        vae.load_state_dict(load_state_dict_file(paths["vae"], device=device))
+        wav2vec2.load_state_dict(load_state_dict_file(paths["wav2vec2"], device=device))
+    else:
+        missing = ", ".join(str(p) for p in paths.values() if not p.is_file())
+        warnings.warn(
+            f"demo model: no shipped weights ({missing} not found); using random weights, so the video will not "
+            "look like a face. Train or download the demo weights into talkgen_core/weights/ to fix this.",
+            DemoWeightsWarning,
+            stacklevel=2,
+        )
+    dit.eval().requires_grad_(False)
+    vae.eval().requires_grad_(False)
+    return Models(dit, vae, wav2vec2, dict(DEMO_MODEL_NAMES), is_demo=True, random_weights=not shipped)
+
+
+@contextlib.contextmanager
+def cpu_threads(count: Optional[int]) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads (None: leave as is), restoring the setting afterwards."""
+    if count is None:
+        yield
+        return
+    if count < 1:
+        raise ValueError(f"cpu threads must be >= 1, got {count}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _load_waveform(audio: AudioInput) -> torch.Tensor:
+    from talkgen_core.audio import load_audio
+
+    if isinstance(audio, torch.Tensor):
+        wave = audio.detach().float().reshape(-1) if audio.ndim == 1 or audio.shape[0] == 1 else None
+        if wave is None:
+            raise ValueError(f"audio tensors must be mono 16 kHz [S], got shape {tuple(audio.shape)}")
+        return wave
+    return load_audio(audio, sample_rate=SAMPLE_RATE)
+
+
+@dataclass
+class _Speech:
+    features: torch.Tensor  # [P, T, L, D] per speaker, one row per output frame
+    mix: torch.Tensor  # [S] soundtrack at SAMPLE_RATE
+    seconds: float
+    identity: torch.Tensor  # what the job hash uses: the placed tracks [P, S], or given features
+
+
+def _speech(models: Models, audio, speech, mode: str, fps: float, window_s: Optional[float]) -> _Speech:
+    """Pre-encoded speech (``SpeechEmbeds``: features + mix) as given, or the audio placed on one timeline
+    and encoded per speaker."""
+    if speech is not None:
+        if audio is not None:
+            raise ValueError("give either audio (files or waveforms) or speech (already encoded), not both")
+        if abs(float(speech.fps) - fps) > 1e-6:
+            raise ValueError(f"the speech was encoded at {speech.fps} fps but the video is {fps} fps; re-encode it "
+                             "at the output frame rate")
+        return _Speech(speech.features.float(), speech.mix, speech.mix.numel() / SAMPLE_RATE, speech.features)
+    from talkgen_core.audio import arrange_speakers, encode_speakers
+
+    audios = list(audio) if isinstance(audio, (list, tuple)) else ([] if audio is None else [audio])
+    if not audios:
+        raise ValueError("no audio given; pass at least one audio file or waveform (--audio)")
+    if models.wav2vec2 is None:
+        raise ValueError("these models have no audio encoder; pass speech= (pre-encoded) instead of audio=")
+    layout = arrange_speakers([_load_waveform(a) for a in audios], mode, sample_rate=SAMPLE_RATE, fps=fps)
+    window = {} if window_s is None else {"window_seconds": window_s}
+    features = encode_speakers(models.wav2vec2, layout, fps=fps, **window).float()
+    return _Speech(features, layout.mix, layout.num_samples / SAMPLE_RATE, layout.tracks)
+
+
+def _check_audio_fits(models: Models, features: torch.Tensor) -> None:
+    config = getattr(models.dit, "config", None)
+    if config is None:
+        return
+    want = (config.audio_layers, config.audio_dim)
+    if tuple(features.shape[-2:]) != want:
+        raise ValueError(
+            f"the audio encoder gives {tuple(features.shape[-2:])} (layers, width) per frame but the DiT expects "
+            f"{want}; use the wav2vec2 model that matches the DiT"
+        )
+
+
+def _references(image, images, keyframe_times, video, size_spec: Optional[str], default_size: str, anchor: str,
+                sdedit_strength: float) -> tuple[ReferenceProvider, tuple[int, int]]:
+    """Build the reference provider and return it with the output size (height, width)."""
+    given = sum(x is not None for x in (image, images, video))
+    if given != 1:
+        raise ValueError("give exactly one of image, images (per chunk or keyframes) or video")
+    if video is not None:
+        from talkgen_core.video.reader import VideoReader
+
+        opened_here = not hasattr(video, "frame_at")  # a path, or an open source (e.g. frames in memory)
+        reader = VideoReader(video) if opened_here else video
+        size = resolve_size(size_spec, (reader.height, reader.width), default_size)
+        return VideoReferences(reader, size, anchor=anchor, with_source_frames=sdedit_strength < 1.0,
+                               close_source=opened_here), size
+    first = to_pixels(image if image is not None else images[0])
+    size = resolve_size(size_spec, (first.shape[1], first.shape[2]), default_size)
+    if image is not None:
+        return StillReference(first, size), size
+    if keyframe_times is not None:
+        return KeyframeReferences(images, keyframe_times, size, anchor=anchor), size
+    return PerChunkReferences(images, size), size
+
+
+def _stream_settings(preset: Preset, size_hw: tuple[int, int], *, steps: Optional[int], shift: Optional[float],
+                     solver: str, text_cfg: Optional[float], audio_cfg: Optional[float], apg: bool, seed: int,
+                     context_mode: str, colour_strength: float, sdedit_strength: float) -> StreamSettings:
+    """Sampling settings: the given values, the preset's where None (shift by resolution for real models)."""
+    if shift is None:
+        shift = preset.shift if preset.shift is not None else default_shift("720p" if min(size_hw) >= 704 else "480p")
+    return StreamSettings(
+        steps=steps if steps is not None else preset.steps,
+        shift=float(shift),
+        solver=solver,
+        guidance=GuidanceConfig(
+            text_scale=preset.text_cfg if text_cfg is None else float(text_cfg),
+            audio_scale=preset.audio_cfg if audio_cfg is None else float(audio_cfg),
+            apg=APGConfig() if apg else None,
+        ),
+        seed=int(seed),
+        context_mode=context_mode,  # type: ignore[arg-type]
+        colour_strength=float(colour_strength),
+        sdedit_strength=float(sdedit_strength),
+    )
+
+
+def _inputs_hash(image, images, video, keyframe_times, speech: torch.Tensor, *extra) -> str:
+    """Hash of everything the output depends on besides the settings (pictures by pixels, videos by content)."""
+    pictures = [to_pixels(im) for im in ([image] if image is not None else list(images or []))]
+    source = None if video is None else getattr(video, "frames", video)  # a file, or in-memory frames
+    return hash_inputs([*pictures, source, keyframe_times, speech, *extra])
+
+
+def _run_into(sampler: StreamingSampler, sink: FrameSink, job: Optional[JobDir],
+              progress: Optional[Callable[[StreamProgress], None]], cancel: Optional[Callable[[], bool]]):
+    """Run the chunk loop into the sink and close it; on an error or cancel an mp4 keeps what was rendered."""
+    try:
+        result = sampler.run(sink, job=job, progress=progress, cancel=cancel)
+    except BaseException:
+        if isinstance(sink, Mp4Writer):  # a shorter but valid video; nothing rendered is lost
+            if sink.frames_written:
+                sink.close()
+            else:
+                sink.abort()
+        raise
+    sink.close()
+    return result
+
+
+def generate(
+    *,
+    audio: Optional[Union[AudioInput, Sequence[AudioInput]]] = None,
+    speech: Optional[Any] = None,  # talkgen_core.conditioning.speech.SpeechEmbeds, instead of audio
+    image: Optional[ImageInput] = None,
+    images: Optional[Sequence[ImageInput]] = None,
+    keyframe_times: Optional[Sequence[float]] = None,
+    video: Optional[Union[str, Path, Any]] = None,  # a file, or a FrameSequence (frames in memory)
+    audio_mode: str = "para",
+    out: Optional[Union[str, Path]] = None,
+    sink: Optional[FrameSink] = None,
+    fps: float = 25.0,
+    size: Optional[str] = None,
+    steps: Optional[int] = None,
+    shift: Optional[float] = None,
+    solver: str = "euler",
+    text_cfg: Optional[float] = None,
+    audio_cfg: Optional[float] = None,
+    apg: bool = False,
+    chunk_frames: int = 81,
+    context_frames: int = 9,
+    seed: int = 42,
+    context_mode: str = "latent",
+    colour_strength: float = 1.0,
+    sdedit_strength: float = 1.0,
+    reference_anchor: str = "chunk_start",
+    text_context: Optional[torch.Tensor] = None,
+    negative_context: Optional[torch.Tensor] = None,
+    clip_encoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    clip_features: Optional[torch.Tensor] = None,
+    speaker_masks: Optional[torch.Tensor] = None,
+    audio_scale: Union[float, torch.Tensor] = 1.0,
+    job_dir: Optional[Union[str, Path]] = None,
+    resume: bool = False,
+    models: Optional[Models] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    threads: Optional[int] = None,
+    progress: Optional[Callable[[StreamProgress], None]] = None,
+    cancel: Optional[Callable[[], bool]] = None,
+) -> GenerateResult:
+    """Render a talking video; see the module docstring. Returns what was written.
+
+    Inputs: exactly one of ``image`` (image-to-video), ``images`` (one per chunk, or keyframes at
+    ``keyframe_times`` seconds) or ``video`` (sparse-frame dubbing; SDEdit from its latents when
+    ``sdedit_strength`` < 1). ``audio``: one source or a list, one per speaker, combined by ``audio_mode``
+    ("para" simultaneous, "add" one after the other); or ``speech``, already encoded (features + soundtrack,
+    at ``fps``), so the run needs no audio encoder. Output: ``out`` (mp4 with the audio), else ``sink``,
+    else the frames are returned in ``GenerateResult.images``. ``text_context`` / ``negative_context`` are
+    prompt states ``[1, L, text_dim]`` (zeros when absent); ``clip_encoder`` maps each chunk's reference
+    frame ``[3, H, W]`` to CLIP states ``[1, 257, clip_dim]``; ``clip_features`` are fixed CLIP states for
+    every chunk (e.g. of the one reference image); none when both are absent. ``job_dir`` + ``resume`` make the run resumable.
+    ``threads``: torch CPU threads during the run; None picks 1 for the demo model on the CPU (its tiny
+    convolutions gain nothing from more threads, and OpenMP threads spinning on a busy machine made runs
+    ~10x slower in our measurements) and leaves the setting alone otherwise.
+    """
+    started = time.perf_counter()
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    models = models or load_demo_models(device)
+    if threads is None and models.is_demo and device.type == "cpu":
+        threads = 1
+    with cpu_threads(threads):
+        preset = DEMO_PRESET if models.is_demo else OFFICIAL_PRESET
+        if clip_encoder is not None and clip_features is not None:
+            raise ValueError("give clip_encoder (per-chunk CLIP) or clip_features (fixed), not both")
+        if clip_features is not None:
+            fixed_clip = clip_features
+            clip_encoder = lambda reference: fixed_clip  # noqa: E731
+        voice = _speech(models, audio, speech, audio_mode, fps, preset.audio_window_s)
+        features = voice.features
+        _check_audio_fits(models, features)
+        references, (height, width) = _references(
+            image, images, keyframe_times, video, size, preset.size, reference_anchor, sdedit_strength
+        )
+        try:
+            settings = _stream_settings(preset, (height, width), steps=steps, shift=shift, solver=solver,
+                                        text_cfg=text_cfg, audio_cfg=audio_cfg, apg=apg, seed=seed,
+                                        context_mode=context_mode, colour_strength=colour_strength,
+                                        sdedit_strength=sdedit_strength)
+            plan = ChunkPlan(int(features.shape[1]), chunk_frames, context_frames)
+            text_dim = models.dit.config.text_dim if hasattr(models.dit, "config") else 1
+            conditioning = StreamConditioning(
+                audio_features=list(features),
+                context=text_context if text_context is not None else torch.zeros(1, 1, text_dim),
+                negative_context=negative_context,
+                clip_encoder=clip_encoder,
+                speaker_masks=speaker_masks,
+                audio_scale=audio_scale,
+            )
+            sampler = StreamingSampler(models.dit, models.vae, plan, fps, references, conditioning, settings, device)
+
+            job = None
+            if job_dir is not None:
+                manifest_settings = {
+                    "stream": settings.to_dict(), "fps": fps, "size": [height, width], "chunk_frames": chunk_frames,
+                    "context_frames": context_frames, "audio_mode": audio_mode, "reference_anchor": reference_anchor,
+                    "models": models.names, "random_weights": models.random_weights,
+                }  # fmt: skip
+                inputs_hash = _inputs_hash(image, images, video, keyframe_times, voice.identity, text_context,
+                                           negative_context, clip_features, speaker_masks, audio_scale)
+                job = JobDir(job_dir, manifest_settings, inputs_hash, plan.num_chunks, resume=resume)
+
+            collector = None
+            if out is not None:
+                sink = Mp4Writer(out, fps=fps, audio=voice.mix, sample_rate=SAMPLE_RATE)
+            elif sink is None:
+                sink = collector = FrameCollector()
+            audio_seconds = voice.seconds
+            del voice  # the soundtrack is in the writer's temp file now: keep no copy while rendering
+            result = _run_into(sampler, sink, job, progress, cancel)
+        finally:
+            if isinstance(references, VideoReferences):
+                references.close()
+        return GenerateResult(
+            path=Path(out) if out is not None else None,
+            frames=result.frames,
+            fps=float(fps),
+            chunks=result.chunks,
+            replayed_chunks=result.replayed_chunks,
+            seconds=time.perf_counter() - started,
+            width=width,
+            height=height,
+            audio_seconds=audio_seconds,
+            images=collector.images() if collector is not None else None,
+        )

@@ -1,0 +1,373 @@
+"""The streaming (InfiniteTalk) chunk loop: any length of video in memory bounded by one chunk.
+
+Per chunk (``T`` latent frames, ``h x w`` latent size, ``z`` latent channels):
+
+1. Reference frame from the :class:`~.references.ReferenceProvider`, at the chunk's time.
+2. Conditioning, built as officially: the VAE latent of a clip made of the reference frame followed by
+   grey (zero) frames, after a 4-channel first-frame mask (latent frame 0 all ones, the rest zero):
+   ``cond = [mask (4) | latent (z)]``; the DiT sees ``[noisy (z) | cond]`` = 2 z + 4 channels.
+3. Context: the first latent frames hold clean conditioning frames, written before every model call and
+   after every solver step: chunk 0 the reference's own latent (1 frame); later chunks the previous chunk's
+   tail. By default the tail is carried as CLEAN LATENTS (the previous chunk's last
+   ``1 + (context_frames - 1) / 4`` latent frames; no decode/re-encode). ``context_mode="pixel"`` is the
+   official round trip: the last ``context_frames`` decoded, colour-corrected frames are VAE-encoded.
+4. Audio windows for the chunk's frames, by absolute frame index (reflection-padded past the audio end,
+   :func:`talkgen_core.audio.frame_windows`).
+5. Noise from ``(seed, chunk index)`` only, so a resumed run draws exactly the same noise.
+6. Solve with guidance, save the latents to the job directory, decode, colour-correct, and hand the frames
+   to the sink: all frames of the first chunk, later chunks without their context frames, the last chunk
+   cut at the audio end. Nothing but the small :class:`StreamState` survives a chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Literal, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from talkgen_core.video.writer import FrameSink
+
+from talkgen_core.audio.windows import frame_windows
+
+from .chunks import ChunkPlan, ChunkSpec, latent_frames
+from .colour import match_colours
+from .guidance import GuidanceConfig, GuidedVelocity
+from .jobdir import JobDir, chunk_seed
+from .references import ReferenceProvider
+from .schedules import NUM_TRAIN_TIMESTEPS, SHIFT_480P, flow_timesteps
+from .solvers import SOLVERS, StepInfo, get_solver
+from .wrappers import ChunkConditioning, DiTVelocity, pin_leading_frames
+
+ContextMode = Literal["latent", "pixel"]
+MASK_CHANNELS = 4
+
+
+class Cancelled(RuntimeError):
+    """Raised between solver steps when the cancel check says so; finished chunks stay saved."""
+
+    def __init__(self, finished_chunks: int, num_chunks: int, job_path: Optional[str]) -> None:
+        where = f"saved in {job_path}; resume with the same settings to continue" if job_path else (
+            "not saved (no job directory was given)")
+        super().__init__(f"cancelled after {finished_chunks} of {num_chunks} chunks; finished chunks are {where}")
+        self.finished_chunks = finished_chunks
+        self.num_chunks = num_chunks
+        self.job_path = job_path
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Sampling settings that determine the output (all of them go into the job manifest)."""
+
+    steps: int = 40
+    shift: float = SHIFT_480P
+    solver: str = "euler"
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    seed: int = 42
+    context_mode: ContextMode = "latent"
+    colour_strength: float = 1.0  # official default; 0 disables
+    sdedit_strength: float = 1.0  # V2V: start noise level over the source latents; 1 = start from pure noise
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; choose one of: {', '.join(SOLVERS)}")
+        if self.context_mode not in ("latent", "pixel"):
+            raise ValueError(f"context_mode must be 'latent' or 'pixel', got {self.context_mode!r}")
+        if not 0.0 <= self.colour_strength <= 1.0:
+            raise ValueError(f"colour_strength must be in [0, 1], got {self.colour_strength}")
+        if not 0.0 < self.sdedit_strength <= 1.0:
+            raise ValueError(f"sdedit_strength must be in (0, 1], got {self.sdedit_strength}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class StreamConditioning:
+    """Conditioning shared by every chunk."""
+
+    audio_features: Sequence[torch.Tensor]  # per speaker [N, L, D], one row per output video frame
+    context: torch.Tensor  # [1, L_txt, text_dim] prompt states
+    negative_context: Optional[torch.Tensor] = None  # [1, L_neg, text_dim]; None = zeros
+    clip_encoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # [3, H, W] -> [1, N_img, clip_dim]
+    speaker_masks: Optional[torch.Tensor] = None  # [P, h', w']
+    audio_scale: Union[float, torch.Tensor] = 1.0  # float or [P]
+
+    def __post_init__(self) -> None:
+        if not self.audio_features:
+            raise ValueError("audio_features needs at least one speaker's features [N, L, D]")
+        shapes = {tuple(f.shape[1:]) for f in self.audio_features}
+        if len(shapes) != 1 or any(f.ndim != 3 for f in self.audio_features):
+            raise ValueError(f"every speaker's features must be [N, L, D] with the same L, D; got {shapes}")
+
+
+@dataclass
+class StreamState:
+    """What carries from one chunk to the next (small: a few latent or pixel frames)."""
+
+    next_chunk: int = 0
+    context_latents: Optional[torch.Tensor] = None  # [1, z, k, h, w] previous chunk's clean tail (latent mode)
+    tail_pixels: Optional[torch.Tensor] = None  # [1, 3, context_frames, H, W] decoded tail (pixel mode)
+    frames_written: int = 0
+    cached_reference: Optional[torch.Tensor] = None  # [3, H, W] reference the cached condition was built from
+    cached_condition: Optional[torch.Tensor] = None  # [1, 4 + z, T, h, w]
+
+
+@dataclass(frozen=True)
+class StreamProgress:
+    kind: Literal["step", "chunk"]
+    chunk: int  # 0-based chunk index
+    num_chunks: int
+    step: int  # steps done in this chunk
+    num_steps: int
+    frames_written: int
+    total_frames: int
+    elapsed_s: float
+    eta_s: Optional[float]  # None until a step has been timed
+    replayed: bool = False  # the chunk came from the job directory instead of being sampled
+
+
+@dataclass
+class StreamResult:
+    frames: int
+    chunks: int
+    replayed_chunks: int
+    seconds: float
+    chunk_seconds: list[float]  # wall time of each chunk sampled in this run
+
+
+def first_frame_mask(video_frames: int, height: int, width: int, stride: int = 4) -> torch.Tensor:
+    """The official 4-channel mask: pixel frame 0 marked, repeated ``stride`` times, regrouped per latent.
+
+    Returns ``[1, 4, 1 + (video_frames - 1) / stride, height, width]``: latent frame 0 is all ones, the rest 0.
+    """
+    mask = torch.zeros(1, video_frames, height, width)
+    mask[:, 0] = 1.0
+    mask = torch.cat([mask[:, :1].repeat(1, stride, 1, 1), mask[:, 1:]], dim=1)  # [1, stride + F - 1, h, w]
+    return mask.view(1, mask.shape[1] // stride, stride, height, width).transpose(1, 2).contiguous()
+
+
+def _reference_clip(reference: torch.Tensor, video_frames: int, group: int) -> Iterator[torch.Tensor]:
+    """The reference frame then grey (zero) frames, as pieces ``[1, 3, n, H, W]`` (first 1, then ``group``)."""
+    yield reference[None, :, None]
+    zeros = torch.zeros(1, 3, group, *reference.shape[1:], dtype=reference.dtype, device=reference.device)
+    remaining = video_frames - 1
+    while remaining > 0:
+        n = min(group, remaining)
+        yield zeros[:, :, :n]
+        remaining -= n
+
+
+def encode_reference_condition(vae, reference: torch.Tensor, video_frames: int) -> torch.Tensor:
+    """``[mask (4) | VAE latent of reference + grey frames (z)]`` for one chunk: ``[1, 4 + z, T, h, w]``."""
+    stride = int(getattr(vae, "temporal_stride", 4))
+    if hasattr(vae, "encode_stream"):  # bounded memory: never holds the whole pixel clip
+        latent = torch.cat(list(vae.encode_stream(_reference_clip(reference, video_frames, stride))), dim=2)
+    else:
+        latent = vae.encode(torch.cat(list(_reference_clip(reference, video_frames, stride)), dim=2))
+    mask = first_frame_mask(video_frames, latent.shape[3], latent.shape[4], stride).to(latent)
+    return torch.cat([mask, latent], dim=1)
+
+
+def decoded_pieces(vae, latents: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Decode a chunk's latents, piece by piece when the VAE streams. Yields ``[1, 3, n, H, W]``."""
+    if hasattr(vae, "decode_stream"):
+        yield from vae.decode_stream(latents)
+    else:
+        yield vae.decode(latents)
+
+
+class StreamingSampler:
+    """Runs the chunk loop for one video.
+
+    Args:
+        dit: the audio-conditioned DiT (``WanDiT`` or anything with its forward signature).
+        vae: a video VAE (``encode`` / ``decode``; ``encode_stream`` / ``decode_stream`` used when present).
+        plan: the chunk plan (frame counts).
+        fps: output frame rate (the audio features must be at this rate).
+        references: where each chunk's reference frame comes from.
+        conditioning: audio features, text states and optional CLIP encoder.
+        settings: sampling settings.
+        device: where latents live; defaults to the DiT's device.
+    """
+
+    def __init__(self, dit: nn.Module, vae, plan: ChunkPlan, fps: float, references: ReferenceProvider,
+                 conditioning: StreamConditioning, settings: StreamSettings,
+                 device: Optional[torch.device] = None) -> None:
+        self.dit, self.vae, self.plan, self.fps = dit, vae, plan, float(fps)
+        self.references, self.conditioning, self.settings = references, conditioning, settings
+        first = next(dit.parameters(), None)
+        if device is None:
+            device = first.device if first is not None else torch.device("cpu")
+        self.device = torch.device(device)
+        self.solver = get_solver(settings.solver)
+        self.timesteps = flow_timesteps(settings.steps, settings.shift, start=settings.sdedit_strength)
+        if settings.sdedit_strength < 1.0 and not getattr(references, "with_source_frames", False):
+            raise ValueError(
+                "sdedit_strength < 1 starts from the source video's latents; use VideoReferences(..., "
+                "with_source_frames=True) (video dubbing) or set sdedit_strength=1"
+            )
+        frames = sorted({int(f.shape[0]) for f in conditioning.audio_features})
+        if frames != [plan.total_frames]:
+            raise ValueError(
+                f"the audio features have {frames} rows per speaker but the plan covers {plan.total_frames} frames; "
+                "build the plan from the features' length (ChunkPlan(features.shape[0], ...))"
+            )
+        self.context_latent_frames = latent_frames(plan.context_frames)
+
+    # ------------------------------------------------------------------ per-chunk inputs
+    def condition_for(self, chunk: ChunkSpec, reference: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """The chunk's ``[1, 4 + z, T, h, w]`` condition, reusing the previous one for an unchanged reference."""
+        if state.cached_reference is not None and torch.equal(state.cached_reference, reference):
+            assert state.cached_condition is not None
+            return state.cached_condition
+        condition = encode_reference_condition(self.vae, reference.to(self.device), chunk.length).to(self.device)
+        state.cached_reference, state.cached_condition = reference, condition
+        return condition
+
+    def clean_context(self, chunk: ChunkSpec, condition: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """The clean latents pinned at the chunk's start: ``[1, z, k, h, w]``."""
+        if chunk.index == 0:
+            return condition[:, MASK_CHANNELS:, :1]  # the reference's own latent (causal VAE: frame 0 alone)
+        if self.settings.context_mode == "latent":
+            if state.context_latents is None:
+                raise RuntimeError(f"chunk {chunk.index} needs the previous chunk's latents; run chunks in order")
+            return state.context_latents.to(self.device)
+        if state.tail_pixels is None:
+            raise RuntimeError(f"chunk {chunk.index} needs the previous chunk's frames; run chunks in order")
+        return self.vae.encode(state.tail_pixels.to(self.device)).to(self.device)
+
+    def audio_for(self, chunk: ChunkSpec) -> torch.Tensor:
+        """Per-frame audio windows of every speaker: ``[1, P, F, 5, L, D]``."""
+        windows = [frame_windows(f, chunk.start, chunk.length) for f in self.conditioning.audio_features]
+        return torch.stack(windows)[None].to(self.device, torch.float32)
+
+    def initial_latents(self, chunk: ChunkSpec, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Generator]:
+        """Noise from ``(seed, chunk)`` (or the noised source latents for SDEdit): ``[1, z, T, h, w]``."""
+        z = condition.shape[1] - MASK_CHANNELS
+        shape = (1, z, condition.shape[2], condition.shape[3], condition.shape[4])
+        generator = torch.Generator(device="cpu").manual_seed(chunk_seed(self.settings.seed, chunk.index))
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device)
+        if self.settings.sdedit_strength >= 1.0:
+            return noise, generator
+        source = self.references.source_frames_for(chunk, self.fps)
+        if source is None:
+            raise ValueError(f"SDEdit needs source frames for chunk {chunk.index}, the reference provider gave none")
+        source_latents = self.vae.encode(source.to(self.device)).to(self.device, torch.float32)
+        s0 = float(self.timesteps[0]) / NUM_TRAIN_TIMESTEPS
+        return (1.0 - s0) * source_latents + s0 * noise, generator
+
+    # ------------------------------------------------------------------ sampling and output
+    @torch.no_grad()
+    def sample_chunk(self, chunk: ChunkSpec, state: StreamState,
+                     on_step: Optional[Callable[[StepInfo], None]] = None) -> torch.Tensor:
+        """Sample one chunk's latents ``[1, z, T, h, w]`` (context frames clean)."""
+        reference = self.references.reference_for(chunk, self.fps)
+        condition = self.condition_for(chunk, reference, state)
+        clean = self.clean_context(chunk, condition, state)
+        c = self.conditioning
+        clip = c.clip_encoder(reference.to(self.device)) if c.clip_encoder is not None else None
+        chunk_conditioning = ChunkConditioning(
+            cond=condition, context=c.context.to(self.device), audio=self.audio_for(chunk),
+            negative_context=None if c.negative_context is None else c.negative_context.to(self.device),
+            clip_fea=clip, speaker_masks=c.speaker_masks, audio_scale=c.audio_scale,
+        )  # fmt: skip
+        guided = GuidedVelocity(DiTVelocity(self.dit, chunk_conditioning), self.settings.guidance)
+        model_fn = pin_leading_frames(guided, clean)
+        x, generator = self.initial_latents(chunk, condition)
+        k = clean.shape[2]
+        x[:, :, :k] = clean
+
+        def after_step(info: StepInfo) -> None:
+            info.x[:, :, :k] = clean  # exact clean context after every step
+            if on_step is not None:
+                on_step(info)
+
+        return self.solver(model_fn, x, self.timesteps, callback=after_step, generator=generator)
+
+    @torch.no_grad()
+    def finish_chunk(self, chunk: ChunkSpec, latents: torch.Tensor, state: StreamState, sink: FrameSink) -> None:
+        """Decode, colour-correct, write the chunk's output frames and update the state for the next chunk."""
+        colour_ref = self.references.colour_reference() if self.settings.colour_strength > 0 else None
+        keep_tail = self.settings.context_mode == "pixel"
+        tail: list[torch.Tensor] = []
+        tail_from = chunk.length - self.plan.context_frames
+        offset = 0
+        for piece in decoded_pieces(self.vae, latents.to(self.device)):
+            n = piece.shape[2]
+            if colour_ref is not None:
+                piece = match_colours(piece, colour_ref, self.settings.colour_strength)
+            lo, hi = max(chunk.keep_from, offset), min(chunk.keep_until, offset + n)
+            if hi > lo:
+                sink.write(piece[0, :, lo - offset : hi - offset].permute(1, 0, 2, 3))
+            if keep_tail and offset + n > tail_from:
+                tail.append(piece[:, :, max(0, tail_from - offset) :].cpu())
+            offset += n
+        if offset != chunk.length:
+            raise RuntimeError(f"the VAE decoded {offset} frames for a {chunk.length}-frame chunk")
+        state.context_latents = latents[:, :, -self.context_latent_frames :].detach().clone()
+        state.tail_pixels = torch.cat(tail, dim=2) if keep_tail else None
+        state.frames_written += chunk.output_frames
+        state.next_chunk = chunk.index + 1
+
+    def run(self, sink: FrameSink, job: Optional[JobDir] = None,
+            progress: Optional[Callable[[StreamProgress], None]] = None,
+            cancel: Optional[Callable[[], bool]] = None, state: Optional[StreamState] = None) -> StreamResult:
+        """Run every remaining chunk; finished chunks in ``job`` are replayed from their saved latents."""
+        state = state or StreamState()
+        plan, steps = self.plan, self.settings.steps
+        started = time.perf_counter()
+        sampled_steps = 0
+        sampling_time = 0.0
+        chunk_seconds: list[float] = []
+        replayed = 0
+        job_path = str(job.path) if job is not None else None
+
+        def remaining_steps(chunk_index: int, steps_done: int) -> int:
+            to_sample = [i for i in range(chunk_index, plan.num_chunks) if job is None or not job.is_finished(i)]
+            return max(0, len(to_sample) * steps - steps_done)
+
+        def report(kind, chunk: ChunkSpec, step: int, was_replayed: bool = False) -> None:
+            if progress is None:
+                return
+            rate = sampling_time / sampled_steps if sampled_steps else None
+            eta = None if rate is None else rate * remaining_steps(chunk.index, step if kind == "step" else steps)
+            progress(StreamProgress(kind, chunk.index, plan.num_chunks, step, steps, state.frames_written,
+                                    plan.total_frames, time.perf_counter() - started, eta, was_replayed))
+
+        for chunk in plan.chunks()[state.next_chunk :]:
+            if cancel is not None and cancel():
+                raise Cancelled(chunk.index, plan.num_chunks, job_path)
+            if job is not None and job.is_finished(chunk.index):
+                latents = job.load_chunk(chunk.index).to(self.device)
+                self.finish_chunk(chunk, latents, state, sink)
+                replayed += 1
+                report("chunk", chunk, steps, was_replayed=True)
+                continue
+            chunk_started = time.perf_counter()
+            last_tick = [chunk_started]
+
+            def on_step(info: StepInfo, chunk: ChunkSpec = chunk) -> None:
+                nonlocal sampled_steps, sampling_time
+                now = time.perf_counter()
+                sampled_steps += 1
+                sampling_time += now - last_tick[0]
+                last_tick[0] = now
+                report("step", chunk, info.step + 1)
+                if cancel is not None and info.step + 1 < info.num_steps and cancel():
+                    raise Cancelled(chunk.index, plan.num_chunks, job_path)
+
+            latents = self.sample_chunk(chunk, state, on_step)
+            if job is not None:
+                job.save_chunk(chunk.index, latents)
+            self.finish_chunk(chunk, latents, state, sink)
+            chunk_seconds.append(time.perf_counter() - chunk_started)
+            sampling_time += time.perf_counter() - last_tick[0]  # decode and write count towards the ETA
+            report("chunk", chunk, steps)
+        return StreamResult(state.frames_written, plan.num_chunks, replayed, time.perf_counter() - started,
+                            chunk_seconds)

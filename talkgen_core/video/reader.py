@@ -1,0 +1,155 @@
+"""Lazy, time-based access to a video's frames (PyAV), and its audio track.
+
+:class:`VideoReader` decodes forward on demand and keeps only a small window of recent frames, so picking
+frames at increasing times (the chunk loop) costs one pass over the file and constant memory. A request
+before the cached window seeks back. The frame shown at time ``t`` is the last frame whose presentation
+time is ``<= t`` (a 30 fps source at t = 2.88 s gives frame 86), which makes the access fps-correct for any
+output rate.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import numpy as np
+import torch
+
+# frames that start within this many seconds after t still count as "at t" (absorbs pts rounding)
+_TIME_TOLERANCE = 1e-4
+# a request further ahead than this seeks instead of decoding every frame in between
+_SEEK_AHEAD_SECONDS = 5.0
+
+
+class VideoReader:
+    """Frames of one video stream by time. Use as a context manager or call :meth:`close`.
+
+    Attributes: ``fps`` (average frame rate), ``duration`` (seconds), ``frame_count`` (from the container,
+    or estimated from duration x fps), ``width``, ``height``.
+    """
+
+    def __init__(self, path: Union[str, Path], cache_frames: int = 48) -> None:
+        try:
+            import av
+        except ImportError as exc:
+            raise RuntimeError("reading video needs the PyAV package: pip install av") from exc
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"video not found: {self.path}")
+        self._av = av
+        self._container = av.open(str(self.path))
+        if not self._container.streams.video:
+            self._container.close()
+            raise ValueError(f"{self.path} has no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        if not rate:
+            self._container.close()
+            raise ValueError(f"{self.path}: cannot tell the frame rate of the video stream")
+        self.fps = float(rate)
+        self.time_base = float(self._stream.time_base)
+        if self._stream.duration is not None:
+            self.duration = float(self._stream.duration * self._stream.time_base)
+        elif self._container.duration is not None:
+            self.duration = self._container.duration / 1_000_000
+        else:
+            self.duration = 0.0
+        self.frame_count = int(self._stream.frames) or int(round(self.duration * self.fps))
+        self.width = int(self._stream.codec_context.width)
+        self.height = int(self._stream.codec_context.height)
+        self._cache: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=max(2, cache_frames))
+        self._decoder: Optional[Iterator] = None
+        self._exhausted = False
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _restart(self, time_s: float) -> None:
+        """Seek to the keyframe at or before time_s and restart decoding there."""
+        self._cache.clear()
+        self._exhausted = False
+        target = max(0, int(time_s / self.time_base))
+        self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        self._decoder = self._container.decode(self._stream)
+
+    def _decode_next(self) -> bool:
+        if self._decoder is None:
+            self._restart(0.0)
+        assert self._decoder is not None
+        try:
+            frame = next(self._decoder)
+        except (StopIteration, self._av.error.EOFError):
+            self._exhausted = True
+            return False
+        time_s = float(frame.pts * self.time_base) if frame.pts is not None else (
+            self._cache[-1][0] + 1.0 / self.fps if self._cache else 0.0)
+        self._cache.append((time_s, frame.to_ndarray(format="rgb24")))
+        return True
+
+    def frame_at(self, time_s: float) -> np.ndarray:
+        """The frame shown at ``time_s`` seconds: ``[H, W, 3]`` uint8. Past the end: the last frame."""
+        if time_s < 0:
+            raise ValueError(f"time must be >= 0, got {time_s}")
+        behind = bool(self._cache) and time_s + _TIME_TOLERANCE < self._cache[0][0]
+        far_ahead = bool(self._cache) and time_s > self._cache[-1][0] + _SEEK_AHEAD_SECONDS
+        if self._decoder is None or behind or far_ahead or (not self._cache and not self._exhausted):
+            self._restart(time_s)
+        # decode until a frame starts after time_s (so the previous one is the frame shown at time_s)
+        while not self._exhausted and (not self._cache or self._cache[-1][0] <= time_s + _TIME_TOLERANCE):
+            if not self._decode_next():
+                break
+        shown = [image for start, image in self._cache if start <= time_s + _TIME_TOLERANCE]
+        if shown:
+            return shown[-1]
+        if self._cache:  # time_s falls before the first decoded frame (a stream not starting at 0)
+            return self._cache[0][1]
+        raise ValueError(f"{self.path}: no frame could be decoded")
+
+    def frame_index_at(self, time_s: float) -> int:
+        """Index of the frame shown at ``time_s`` on a constant-rate grid: ``floor(t * fps)``, capped at the end."""
+        index = int(np.floor(time_s * self.fps + _TIME_TOLERANCE))
+        return min(max(index, 0), max(self.frame_count - 1, 0))
+
+    def iter_frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        """All frames from the start as ``(time_s, [H, W, 3] uint8)``, decoded one at a time."""
+        self._restart(0.0)
+        while self._decode_next():
+            yield self._cache[-1]
+
+
+def read_video_audio(path: Union[str, Path], sample_rate: int = 16000) -> torch.Tensor:
+    """A video's (or audio file's) sound as mono float32 ``[S]`` at ``sample_rate``.
+
+    Uses :func:`talkgen_core.audio.load_audio` (with its loudness normalisation) when that module is present,
+    else decodes and resamples with PyAV without loudness normalisation.
+    """
+    try:
+        from talkgen_core.audio import load_audio
+    except ImportError:
+        load_audio = None
+    if load_audio is not None:
+        return load_audio(str(path), sample_rate=sample_rate)
+    import av
+
+    path = Path(path)
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path} has no audio stream")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        pieces: list[np.ndarray] = []
+        for frame in container.decode(container.streams.audio[0]):
+            for out in resampler.resample(frame):
+                pieces.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            pieces.append(out.to_ndarray().reshape(-1))
+    if not pieces:
+        raise ValueError(f"{path}: the audio stream is empty")
+    return torch.from_numpy(np.concatenate(pieces).astype(np.float32))

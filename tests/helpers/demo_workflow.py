@@ -1,0 +1,56 @@
+"""Rewrite a shipped API workflow to run on the embedded demo model, so every graph's wiring can be executed
+on a CPU: model slots become the demo model, native VAE/text/CLIP-vision loaders (which need real weights)
+are replaced or dropped with the links into them, LoRA slots get a tiny LoRA made for the demo DiT, and the
+sampler runs small and short."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+DEMO = "talkgen-demo (embedded)"
+DROPPED = {"CLIPLoader", "CLIPTextEncode", "CLIPVisionLoader", "CLIPVisionEncode"}
+QUICK_SAMPLER = {"size": "demo", "steps": 2}
+
+
+def make_demo_lora(path: Path, rank: int = 2, seed: int = 0) -> Path:
+    """A small lora_down/lora_up file aimed at the demo DiT's first block's self-attention."""
+    from talkgen_core.models import build_dit
+
+    dim = build_dit("demo", device="meta").config.dim
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name in ("q", "k", "v", "o"):
+        key = f"diffusion_model.blocks.0.self_attn.{name}"
+        tensors[f"{key}.lora_down.weight"] = torch.randn(rank, dim, generator=generator) * 0.02
+        tensors[f"{key}.lora_up.weight"] = torch.randn(dim, rank, generator=generator) * 0.02
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+    return path
+
+
+def demo_graph(graph: dict, lora_name: str) -> dict:
+    graph = copy.deepcopy(graph)
+    dropped = {node_id for node_id, node in graph.items() if node["class_type"] in DROPPED}
+    for node_id in dropped:
+        del graph[node_id]
+    for node in graph.values():
+        inputs = node["inputs"]
+        for name, value in list(inputs.items()):
+            if isinstance(value, list) and value[0] in dropped:
+                del inputs[name]
+        kind = node["class_type"]
+        if kind == "TalkGenModelLoader":
+            inputs.update(model=DEMO, adapter="none")
+        elif kind == "TalkGenAudioEncoderLoader":
+            inputs.update(encoder=DEMO)
+        elif kind == "VAELoader":
+            node.update(class_type="TalkGenVAELoader", inputs={"vae": DEMO})
+        elif kind == "TalkGenLoRA":
+            inputs.update(lora=lora_name)
+        elif kind == "TalkGenSampler":
+            inputs.update(QUICK_SAMPLER)
+    return graph
