@@ -215,8 +215,11 @@ def label_positions(affinity: torch.Tensor, routing: SpeakerRouting) -> tuple[to
     rescaled over all tokens into [0, interval] / [range - interval, range], background is range / 2.
     """
     lo = affinity.amin(dim=1, keepdim=True)  # [B, 1, 3]
-    hi = affinity.amax(dim=1, keepdim=True)
-    unit = (affinity - lo) / (hi - lo + 1e-8)
+    span = affinity.amax(dim=1, keepdim=True) - lo
+    # a (near-)constant row, e.g. a mask covering the whole frame, carries no position information; rescaling
+    # its rounding noise would make positions depend on matmul blocking (batch size), so it sits mid-range
+    flat = span < 1e-6
+    unit = torch.where(flat, torch.full_like(affinity, 0.5), (affinity - lo) / torch.where(flat, 1.0, span))
     interval, full = routing.class_interval, routing.class_range
     speaker1 = unit[..., 0] * interval
     speaker2 = unit[..., 1] * interval + (full - interval)

@@ -207,3 +207,16 @@ def test_speaker_input_errors_name_the_fix():
             model(**two, speaker_masks=_half_masks(2), audio_scale=[1.0, 1.0, 1.0])
         with pytest.raises(ValueError, match="speaker_routing"):
             model(**two, speaker_masks=_half_masks(2), speaker_routing="nearest")
+
+
+def test_two_speaker_rows_do_not_depend_on_the_batch_even_for_whole_frame_masks():
+    """Batched guidance passes must equal separate calls; a mask covering the whole frame gives a constant
+    affinity row whose rounding noise must not decide the label positions."""
+    model = build_dit("tiny")
+    a = dit_inputs(model.config, speakers=2, seed=1)
+    b = dit_inputs(model.config, speakers=2, seed=2)
+    b["audio"] = torch.zeros_like(b["audio"])
+    masks = torch.ones(2, 8, 8)
+    both = model(**{k: torch.cat([a[k], b[k]]) for k in a}, speaker_masks=masks, speaker_routing="lrope")
+    alone = [model(**x, speaker_masks=masks, speaker_routing="lrope")[0] for x in (a, b)]
+    assert torch.allclose(both[0], alone[0], atol=1e-4) and torch.allclose(both[1], alone[1], atol=1e-4)
