@@ -291,7 +291,7 @@ def generate(
     negative_context: Optional[torch.Tensor] = None,
     clip_encoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     clip_features: Optional[torch.Tensor] = None,
-    speaker_masks: Optional[torch.Tensor] = None,
+    speaker_masks: Optional[Any] = None,  # [P, h, w] masks, or conditioning.speaker_masks.SpeakerMasks
     audio_scale: Union[float, torch.Tensor] = 1.0,
     job_dir: Optional[Union[str, Path]] = None,
     resume: bool = False,
@@ -334,6 +334,9 @@ def generate(
         references, (height, width) = _references(
             image, images, keyframe_times, video, size, preset.size, reference_anchor, sdedit_strength
         )
+        if hasattr(speaker_masks, "at_size"):  # SpeakerMasks: fitted to the video like the reference image
+            audio_scale = speaker_masks.strengths * torch.as_tensor(audio_scale, dtype=torch.float32)
+            speaker_masks = speaker_masks.at_size(height, width)
         try:
             settings = _stream_settings(preset, (height, width), steps=steps, shift=shift, solver=solver,
                                         text_cfg=text_cfg, audio_cfg=audio_cfg, apg=apg, seed=seed,
