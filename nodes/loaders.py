@@ -139,11 +139,12 @@ class AudioEncoderLoader:
 
     def load(self, encoder: str):
         from talkgen_core.audio import build_wav2vec2
+        from talkgen_core.audio.wav2vec2_weights import wav2vec2_config_name
 
         if encoder == DEMO_CHOICE:
             return (load_demo_parts(device="cpu").wav2vec2,)
         path = host.resolve_model_file("audio_encoders", encoder)
-        return (build_wav2vec2("chinese-wav2vec2-base", device="cpu", weights=str(path)),)
+        return (build_wav2vec2(wav2vec2_config_name(path), device="cpu", weights=str(path)),)
 
 
 class VAELoader:

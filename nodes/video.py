@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from talkgen_core.video.save import save_video
+
 from . import host
 from .types import CATEGORY
 
@@ -58,8 +60,6 @@ class VideoWriter:
     def write(self, filename_prefix, fps, crf, video=None, images=None, audio=None):
         if (video is None) == (images is None):
             raise ValueError("TalkGen Video Writer: connect exactly one of video or images")
-        from talkgen_core.video.save import save_video
-
         path, record = host.next_output_path(filename_prefix, "mp4")
         written = save_video(
             path,

@@ -123,6 +123,28 @@ def load_demo_models(device: Union[str, torch.device] = "cpu", weights_dir: Path
     return Models(dit, vae, wav2vec2, dict(DEMO_MODEL_NAMES), is_demo=True, random_weights=not shipped)
 
 
+def load_models(
+    dit: Sequence[Union[str, Path]],
+    vae: Union[str, Path],
+    audio_encoder: Union[str, Path],
+    device: Union[str, torch.device] = "cpu",
+    compute_dtype: Optional[torch.dtype] = None,
+) -> Models:
+    """Real checkpoints: the DiT files (base shards or single file, then adapter files), the Wan2.1 VAE and the
+    chinese-wav2vec2-base encoder. Errors name the file that does not fit its slot."""
+    from talkgen_core.audio import build_wav2vec2
+    from talkgen_core.audio.wav2vec2_weights import wav2vec2_config_name
+    from talkgen_core.models.handles import load_dit_handle
+    from talkgen_core.models.vae import load_vae
+
+    handle = load_dit_handle(dit, device=device, compute_dtype=compute_dtype)
+    names = {"dit": handle.name, "vae": Path(vae).name, "wav2vec2": Path(audio_encoder).name}
+    config = wav2vec2_config_name(audio_encoder)
+    encoder = build_wav2vec2(config, device=device, weights=str(audio_encoder))
+    return Models(handle.module, load_vae(vae, device=device, dtype=torch.float32).requires_grad_(False), encoder,
+                  names)
+
+
 @contextlib.contextmanager
 def cpu_threads(count: Optional[int]) -> Iterator[None]:
     """Run the block with ``count`` torch CPU threads (None: leave as is), restoring the setting afterwards."""

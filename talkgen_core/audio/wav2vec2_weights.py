@@ -96,3 +96,21 @@ def load_wav2vec2_weights(
     if dropped:
         log.info("%s: ignored %d pre-training/head keys", name, len(dropped))
     return Wav2Vec2LoadReport(prefix, tuple(dropped), tuple(missing), tuple(dtypes))
+
+
+def wav2vec2_config_name(source: str | Path | dict[str, torch.Tensor]) -> str:
+    """The registered config ("chinese-wav2vec2-base", "tiny", "demo") whose shapes match a weight file."""
+    from .encoder_configs import WAV2VEC2_CONFIGS
+
+    state = load_state_dict_file(source) if not isinstance(source, dict) else source
+    shapes = {k: tuple(v.shape) for k, v in canonical_wav2vec2_state_dict(state)[0].items()}
+    for name, config in WAV2VEC2_CONFIGS.items():
+        with torch.device("meta"):
+            expected = Wav2Vec2Model(config).state_dict()
+        if all(shapes.get(k) == tuple(v.shape) for k, v in expected.items() if k not in OPTIONAL_KEYS):
+            return name
+    width = shapes.get("feature_projection.projection.weight", ("?",))[0]
+    raise ValueError(
+        f"{source if not isinstance(source, dict) else 'state dict'}: a wav2vec2 file of hidden size {width} that "
+        f"matches no known config ({', '.join(WAV2VEC2_CONFIGS)}); talkgen needs chinese-wav2vec2-base"
+    )

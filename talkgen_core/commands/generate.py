@@ -6,11 +6,14 @@ Without model options it runs the embedded demo model (shipped weights, or rando
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import sys
 import warnings
 from pathlib import Path
+
+import torch
 
 from talkgen_core.sampling.solvers import SOLVERS
 
@@ -47,6 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 1 for the demo model on the CPU, else torch's choice)")
+    real = parser.add_argument_group(
+        "real checkpoints (default: the embedded demo model)",
+        "Give all three of --model, --vae and --audio-encoder to run e.g. Wan2.1-I2V-14B + InfiniteTalk. The "
+        "command line has no text or CLIP-vision encoder: prompts and image tokens are left empty (use the "
+        "ComfyUI nodes for those).")
+    real.add_argument("--model", type=Path, action="append", default=[],
+                      help="DiT weight file(s): the base (single file, shards, or their index.json), then the "
+                           "InfiniteTalk/MultiTalk adapter; repeat the option for each")
+    real.add_argument("--vae", type=Path, help="Wan2.1 VAE (Wan2.1_VAE.pth or wan_2.1_vae.safetensors)")
+    real.add_argument("--audio-encoder", type=Path, help="chinese-wav2vec2-base weights (HF layout or ComfyUI repack)")
+    real.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                      help="LoRA applied unmerged (e.g. lightx2v 4-step distillation); repeatable")
+    real.add_argument("--compute-dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                      help="arithmetic dtype; weights keep their stored dtype (default: auto)")
     parser.add_argument("--job-dir", type=Path, default=None,
                         help="keep per-chunk latents here so an interrupted run can be resumed")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --job-dir")
@@ -83,27 +100,61 @@ def _print_progress(event) -> None:
           f"{event.elapsed_s:.1f} s{eta}", file=sys.stderr, flush=True)
 
 
+def _lora(spec: str) -> tuple[str, float]:
+    path, _, strength = spec.rpartition(":") if ":" in spec else (spec, "", "1.0")
+    try:
+        return path, float(strength)
+    except ValueError:
+        raise ValueError(f"--lora {spec!r}: expected FILE or FILE:STRENGTH (e.g. lora.safetensors:0.8)") from None
+
+
+def _models(args: argparse.Namespace):
+    """The checkpoints given on the command line, or None for the embedded demo model."""
+    from talkgen_core.pipeline import load_models
+
+    given = {"--model": bool(args.model), "--vae": args.vae is not None, "--audio-encoder": args.audio_encoder is not None}
+    if not any(given.values()):
+        if args.lora:
+            raise ValueError("--lora needs real checkpoints (--model, --vae, --audio-encoder)")
+        return None
+    missing = [name for name, present in given.items() if not present]
+    if missing:
+        raise ValueError(f"real checkpoints need --model, --vae and --audio-encoder; missing {', '.join(missing)}")
+    dtypes = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    return load_models(args.model, args.vae, args.audio_encoder, device=args.device,
+                       compute_dtype=dtypes[args.compute_dtype])
+
+
 def run(args: argparse.Namespace) -> int:
+    from talkgen_core.models.checkpoint import CheckpointError
+    from talkgen_core.models.lora import LoraError, applied_loras
     from talkgen_core.pipeline import generate
     from talkgen_core.sampling.streaming import Cancelled
 
     if args.resume and args.job_dir is None:
         print("error: --resume needs --job-dir (the folder of the run to continue)", file=sys.stderr)
         return 2
+    try:
+        models = _models(args)
+        loras = [_lora(spec) for spec in args.lora]
+    except (ValueError, FileNotFoundError, CheckpointError, LoraError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     keep_peak_memory_flat()
     plain = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"  # no source lines
     try:
-        result = generate(
-            image=args.image, video=args.video, audio=[args.audio, *args.audio2], audio_mode=args.audio_mode,
-            out=args.out, fps=args.fps, size=args.size, steps=args.steps, shift=args.shift, solver=args.solver,
-            text_cfg=args.text_cfg, audio_cfg=args.audio_cfg, apg=args.apg, chunk_frames=args.chunk_frames,
-            context_frames=args.context_frames, context_mode=args.context_mode,
-            colour_strength=args.colour_strength, sdedit_strength=args.sdedit, seed=args.seed,
-            device=args.device, threads=args.threads, job_dir=args.job_dir, resume=args.resume,
-            progress=_print_progress,
-        )  # fmt: skip
-    except (ValueError, FileNotFoundError, FileExistsError, Cancelled) as exc:
+        with applied_loras(models.dit, loras) if models is not None else contextlib.nullcontext():
+            result = generate(
+                image=args.image, video=args.video, audio=[args.audio, *args.audio2], audio_mode=args.audio_mode,
+                out=args.out, fps=args.fps, size=args.size, steps=args.steps, shift=args.shift, solver=args.solver,
+                text_cfg=args.text_cfg, audio_cfg=args.audio_cfg, apg=args.apg, chunk_frames=args.chunk_frames,
+                context_frames=args.context_frames, context_mode=args.context_mode,
+                colour_strength=args.colour_strength, sdedit_strength=args.sdedit, seed=args.seed,
+                device=args.device, threads=args.threads, job_dir=args.job_dir, resume=args.resume,
+                progress=_print_progress, models=models,
+            )  # fmt: skip
+    except (ValueError, FileNotFoundError, FileExistsError, Cancelled, LoraError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

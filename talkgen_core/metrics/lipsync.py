@@ -3,7 +3,7 @@
 Shaped like SyncNet's evaluation (offset search over -15..+15 video frames, a best offset, and a
 confidence = how far the best offset stands out from the median), but the two signals are simple
 measurements instead of learned embeddings:
-- mouth opening = soft count of mouth-interior-coloured pixels (the renderer's reserved dark red) in the
+- mouth opening = soft count of mouth-interior-coloured pixels (the renderer's reserved dark crimson) in the
   lower part of the frame, as a fraction of that region;
 - audio envelope = RMS of the samples belonging to each video frame.
 These numbers are only meaningful on faces drawn in the renderer's colour conventions (synthetic domain).
@@ -37,6 +37,7 @@ class LipSyncResult:
     confidence: float  # peak - median (the Sync-C shape)
     lags: Tensor  # [2 * max_lag + 1] int
     correlations: Tensor  # [2 * max_lag + 1] float
+    opening_std: float  # spread of the measured opening; 0 means no moving mouth was found (lag meaningless)
 
 
 def measure_mouth_opening(frames: Tensor) -> Tensor:
@@ -92,4 +93,5 @@ def lip_sync(
         confidence=peak - median,
         lags=lags,
         correlations=corr,
+        opening_std=float(opening.std()) if opening.numel() > 1 else 0.0,
     )

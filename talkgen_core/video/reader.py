@@ -1,4 +1,4 @@
-"""Lazy, time-based access to a video's frames (PyAV), and its audio track.
+"""Lazy, time-based access to a video's frames (PyAV); its audio track is read by talkgen_core.audio.load_audio.
 
 :class:`VideoReader` decodes forward on demand and keeps only a small window of recent frames, so picking
 frames at increasing times (the chunk loop) costs one pass over the file and constant memory. A request
@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 import numpy as np
-import torch
 
 # frames that start within this many seconds after t still count as "at t" (absorbs pts rounding)
 _TIME_TOLERANCE = 1e-4
@@ -123,33 +122,3 @@ class VideoReader:
         self._restart(0.0)
         while self._decode_next():
             yield self._cache[-1]
-
-
-def read_video_audio(path: Union[str, Path], sample_rate: int = 16000) -> torch.Tensor:
-    """A video's (or audio file's) sound as mono float32 ``[S]`` at ``sample_rate``.
-
-    Uses :func:`talkgen_core.audio.load_audio` (with its loudness normalisation) when that module is present,
-    else decodes and resamples with PyAV without loudness normalisation.
-    """
-    try:
-        from talkgen_core.audio import load_audio
-    except ImportError:
-        load_audio = None
-    if load_audio is not None:
-        return load_audio(str(path), sample_rate=sample_rate)
-    import av
-
-    path = Path(path)
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            raise ValueError(f"{path} has no audio stream")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        pieces: list[np.ndarray] = []
-        for frame in container.decode(container.streams.audio[0]):
-            for out in resampler.resample(frame):
-                pieces.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            pieces.append(out.to_ndarray().reshape(-1))
-    if not pieces:
-        raise ValueError(f"{path}: the audio stream is empty")
-    return torch.from_numpy(np.concatenate(pieces).astype(np.float32))

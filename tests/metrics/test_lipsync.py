@@ -47,3 +47,10 @@ def test_lagged_correlation_sign_convention():
     lags, corr = lagged_correlations(video, a, 10)
     assert int(lags[torch.argmax(corr)]) == 4
     assert corr.max().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_still_mouth_is_flagged(talking_clip):
+    still = talking_clip.frames[:1].expand(50, -1, -1, -1)
+    r = lip_sync(still, talking_clip.audio[: 50 * 640], 16000, 25.0)
+    assert r.opening_std == 0.0
+    assert lip_sync(talking_clip.frames, talking_clip.audio, 16000, 25.0).opening_std > 1e-3

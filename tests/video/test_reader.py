@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from talkgen_core.video.reader import VideoReader, read_video_audio
+from talkgen_core.audio import load_audio
+from talkgen_core.video.reader import VideoReader
 from video.coded_video import decode_index, write_coded_video
 
 
@@ -33,7 +34,7 @@ def test_iter_frames_and_audio(source):
     with VideoReader(source) as reader:
         indices = [decode_index(image) for _, image in reader.iter_frames()]
     assert indices == list(range(90))
-    audio = read_video_audio(source)
+    audio = load_audio(str(source))
     assert audio.ndim == 1 and abs(audio.shape[0] / 16000 - 3.0) < 0.05
 
 
