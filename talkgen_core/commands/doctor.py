@@ -97,5 +97,18 @@ def run(args: argparse.Namespace) -> int:
     files = _model_files(folders)
     print(f"models      {len(files)} weight file(s) in {len(folders)} folder(s)")
     for path, size in files:
-        print(f"            {path} ({size / 2**20:.1f} MiB)")
+        print(f"            {path} ({size / 2**20:.1f} MiB, {_kind(path)})")
     return 0
+
+
+def _kind(path: Path) -> str:
+    """What a weight file holds, from its key names (safetensors headers only; pickles are not opened)."""
+    from talkgen_core.models.checkpoint import classify_keys, normalise_keys, read_tensor_specs, strip_dit_prefix
+
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        return "not inspected: check it with check-model"
+    try:
+        specs = read_tensor_specs(path)
+    except Exception as exc:  # an unreadable header: say so instead of failing the whole report
+        return f"unreadable ({exc.__class__.__name__})"
+    return classify_keys(normalise_keys(specs, strip_dit_prefix(specs)))
