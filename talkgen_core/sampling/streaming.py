@@ -70,6 +70,9 @@ class StreamSettings:
     context_mode: ContextMode = "latent"
     colour_strength: float = 1.0  # official default; 0 disables
     sdedit_strength: float = 1.0  # V2V: start noise level over the source latents; 1 = start from pure noise
+    # pin each chunk's last latent frame to its reference too: rigid first+last-frame conditioning, the
+    # keyframe-interpolation baseline InfiniteTalk improves on (kept for the quality benchmark's comparison)
+    end_keyframe: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -278,13 +281,18 @@ class StreamingSampler:
             clip_fea=clip, speaker_masks=c.speaker_masks, audio_scale=c.audio_scale,
         )  # fmt: skip
         guided = GuidedVelocity(DiTVelocity(self.dit, chunk_conditioning), self.settings.guidance)
-        model_fn = pin_leading_frames(guided, clean)
+        end = condition[:, MASK_CHANNELS:, :1] if self.settings.end_keyframe else None  # the reference's latent
+        model_fn = pin_leading_frames(guided, clean, end)
         x, generator = self.initial_latents(chunk, condition)
         k = clean.shape[2]
         x[:, :, :k] = clean
+        if end is not None:
+            x[:, :, -1:] = end
 
         def after_step(info: StepInfo) -> None:
             info.x[:, :, :k] = clean  # exact clean context after every step
+            if end is not None:
+                info.x[:, :, -1:] = end
             if on_step is not None:
                 on_step(info)
 

@@ -162,23 +162,29 @@ class DiTVelocity:
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
 
 
-def pin_leading_frames(model_fn: VelocityFn, clean: torch.Tensor) -> VelocityFn:
-    """Hold the first ``clean.shape[2]`` latent frames at ``clean`` through any linear solver.
+def pin_leading_frames(model_fn: VelocityFn, clean: torch.Tensor, trailing: Optional[torch.Tensor] = None) -> VelocityFn:
+    """Hold the first ``clean.shape[2]`` latent frames at ``clean`` (and, with ``trailing``, the last ones at
+    ``trailing``) through any linear solver.
 
-    Before the model sees ``x`` its leading frames are replaced by the clean latents (as officially: the
+    Before the model sees ``x`` the pinned frames are replaced by the clean latents (as officially: the
     context frames are clean while labelled with the current t). The returned velocity is zero there, so a
     solver step that combines states and velocities linearly leaves those frames where they are; the
     streaming loop also re-writes them after every step to remove rounding.
 
-    clean: ``[B, z, k, h, w]``; x: ``[B, z, T, h, w]`` with ``T > k``.
+    clean: ``[B, z, k, h, w]``; trailing: ``[B, z, j, h, w]`` or None; x: ``[B, z, T, h, w]`` with ``T > k + j``.
     """
     k = clean.shape[2]
+    j = 0 if trailing is None else trailing.shape[2]
 
     def pinned(x: torch.Tensor, t: float) -> torch.Tensor:
         x = x.clone()
         x[:, :, :k] = clean.to(x)
+        if j:
+            x[:, :, -j:] = trailing.to(x)
         v = model_fn(x, t).clone()
         v[:, :, :k] = 0
+        if j:
+            v[:, :, -j:] = 0
         return v
 
     return pinned
