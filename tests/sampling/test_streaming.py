@@ -11,7 +11,7 @@ from talkgen_core.sampling.guidance import GuidanceConfig
 from talkgen_core.sampling.jobdir import JobDir
 from talkgen_core.sampling.references import PerChunkReferences, StillReference
 from talkgen_core.sampling.streaming import (
-    StreamConditioning, StreamingSampler, StreamSettings, encode_reference_condition, first_frame_mask,
+    StreamConditioning, StreamingSampler, StreamSettings, StreamState, encode_reference_condition, first_frame_mask,
 )
 from talkgen_core.video.writer import FrameCollector
 
@@ -137,3 +137,14 @@ def test_settings_are_validated():
     with pytest.raises(ValueError, match="plan covers 21 frames"):
         StreamingSampler(FakeDiT(), FakeVAE(), ChunkPlan(21, 17, 5), 25.0, StillReference(reference_image(), SIZE),
                          StreamConditioning(index_features(20), torch.zeros(1, 2, 8)), StreamSettings())
+
+
+def test_end_keyframe_pins_the_last_latent_to_the_reference():
+    """The rigid first+last baseline: every chunk ends exactly on the reference image's latent."""
+    plan = ChunkPlan(120, 41, 9)
+    chunk = plan.chunks()[0]
+    reference_latent = encode_reference_condition(FakeVAE(), reference_image(), chunk.length)[:, 4:, :1]
+    pinned = make_sampler(plan, end_keyframe=True).sample_chunk(chunk, StreamState())
+    free = make_sampler(plan).sample_chunk(chunk, StreamState())
+    assert torch.equal(pinned[:, :, -1:], reference_latent)
+    assert not torch.equal(free[:, :, -1:], reference_latent)
