@@ -4,11 +4,9 @@ CPU section: the embedded demo model (demo preset: 4 steps, audio CFG 2 batched,
 and 300 s of synthetic speech-like audio, each in its own process so that its peak RSS is its own. The first
 chunk pays one-off kernel warm-up, so the per-chunk figure is the median over chunks 2..n.
 GPU section: the same loop on CUDA with a larger config (random weights, a few chunks); skipped without CUDA.
-Drift section (``--drift``): colour drift of the output against the reference, per minute of video, with the
-context carried as clean latents vs the official pixel round trip (colour correction off, so that it does
-not hide the drift). Meaningful with trained demo weights; with random weights it only shows the mechanics.
+Which context mode drifts less (latent vs pixel) is measured by ``benchmarks/quality.py``.
 
-    python benchmarks/stream.py [--durations 10 60 300] [--drift] [--json out.json] [--gpu-config wan21-1.3b]
+    python benchmarks/stream.py [--durations 10 60 300] [--json out.json] [--gpu-config wan21-1.3b]
 
 Prints a Markdown table under a header naming the device and torch version; ``--json`` also writes the rows.
 """
@@ -101,52 +99,6 @@ def run_one(seconds: float, device: str, dit_config: str | None) -> dict:
     return row
 
 
-class ColourDriftSink:
-    """A frame sink that keeps, per block of output frames, the mean Lab distance of frame statistics to the
-    reference (mean and std of L, a, b), instead of the frames."""
-
-    def __init__(self, reference, block_frames: int) -> None:
-        from talkgen_core.sampling.colour import lab_statistics
-
-        self._stats = lab_statistics
-        self.ref_mean, self.ref_std = lab_statistics(reference)
-        self.block_frames = block_frames
-        self.frames = 0
-        self.blocks: list[list[float]] = []
-
-    def write(self, frames) -> None:
-        for frame in frames:
-            mean, std = self._stats(frame)
-            distance = float(((mean - self.ref_mean) ** 2).sum().sqrt() + ((std - self.ref_std) ** 2).sum().sqrt())
-            if self.frames % self.block_frames == 0:
-                self.blocks.append([])
-            self.blocks[-1].append(distance)
-            self.frames += 1
-
-    def close(self) -> None:
-        return None
-
-
-def drift_rows(seconds: float = 120.0) -> list[dict]:
-    """Colour drift per 30 s of video for both context modes (demo model, CPU)."""
-    import warnings
-
-    import torch
-
-    from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
-
-    warnings.simplefilter("ignore", DemoWeightsWarning)
-    models = load_demo_models("cpu")
-    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    rows = []
-    for mode in ("latent", "pixel"):
-        sink = ColourDriftSink(image, block_frames=25 * 30)
-        generate(image=image, audio=speech_like_audio(seconds), sink=sink, fps=25, models=models,
-                 context_mode=mode, colour_strength=0.0)
-        rows.append({"context": mode, "drift_per_30s": [sum(b) / len(b) for b in sink.blocks]})
-    return rows
-
-
 def run_in_subprocess(seconds: float, device: str, dit_config: str | None) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, __file__, "--one", str(seconds), "--device", device]
@@ -174,7 +126,6 @@ def main() -> int:
     parser.add_argument("--durations", type=float, nargs="+", default=[10.0, 60.0, 300.0])
     parser.add_argument("--gpu-config", default="wan21-1.3b", help="DiT config for the GPU section")
     parser.add_argument("--gpu-durations", type=float, nargs="+", default=[10.0, 60.0])
-    parser.add_argument("--drift", action="store_true", help="also compare colour drift of the two context modes")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--one", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
@@ -204,15 +155,6 @@ def main() -> int:
         print(f"device: {torch.cuda.get_device_name(0)}\n")
         print(table(gpu_rows))
         rows += gpu_rows
-    if args.drift:
-        drift = drift_rows()
-        print("\n## Colour drift (Lab statistics distance to the reference, mean per 30 s block; lower is better)\n")
-        print("| context | " + " | ".join(f"{30 * i}-{30 * (i + 1)} s" for i in range(len(drift[0]["drift_per_30s"])))
-              + " |")
-        print("|---" * (1 + len(drift[0]["drift_per_30s"])) + "|")
-        for row in drift:
-            print(f"| {row['context']} | " + " | ".join(f"{d:.2f}" for d in row["drift_per_30s"]) + " |")
-        rows += drift
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
