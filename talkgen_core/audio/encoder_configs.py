@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from talkgen_core.registry import lookup_config
+
 
 @dataclass(frozen=True)
 class Wav2Vec2Config:
@@ -89,11 +91,4 @@ WAV2VEC2_CONFIGS: dict[str, Wav2Vec2Config] = {
 
 def get_wav2vec2_config(name_or_config: str | Wav2Vec2Config) -> Wav2Vec2Config:
     """Look a config up by exact name; an unknown name raises listing the valid ones."""
-    if isinstance(name_or_config, Wav2Vec2Config):
-        return name_or_config
-    try:
-        return WAV2VEC2_CONFIGS[name_or_config]
-    except KeyError:
-        raise KeyError(
-            f"unknown wav2vec2 config {name_or_config!r}; valid names: {', '.join(WAV2VEC2_CONFIGS)}"
-        ) from None
+    return lookup_config(WAV2VEC2_CONFIGS, name_or_config, "wav2vec2")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from talkgen_core.registry import lookup_config
+
 
 @dataclass(frozen=True)
 class DiTConfig:
@@ -116,13 +118,7 @@ DIT_CONFIGS: dict[str, DiTConfig] = {c.name: c for c in (WAN21_I2V_14B, WAN21_1_
 
 def get_dit_config(name_or_config: str | DiTConfig) -> DiTConfig:
     """Resolve a registry name (or pass a config through); unknown names list the valid ones."""
-    if isinstance(name_or_config, DiTConfig):
-        return name_or_config
-    try:
-        return DIT_CONFIGS[name_or_config]
-    except KeyError:
-        valid = ", ".join(sorted(DIT_CONFIGS))
-        raise ValueError(f"unknown DiT config {name_or_config!r}; valid names: {valid}") from None
+    return lookup_config(DIT_CONFIGS, name_or_config, "DiT")
 
 
 def variant(base: str | DiTConfig, **changes: object) -> DiTConfig:

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from talkgen_core.registry import lookup_config
+
 from .checkpoint import load_state_dict_file
 from .vae_layers import CausalCache, CausalConv3d, Decoder3d, Encoder3d, bind_cache_keys
 from .vae_tiling import Tile, Tiling, blend_tiles, tile_grid
@@ -441,14 +443,7 @@ class WanVAE(nn.Module):
 
 
 def _resolve_config(name_or_config: str | VAEConfig) -> VAEConfig:
-    if isinstance(name_or_config, VAEConfig):
-        return name_or_config
-    try:
-        return VAE_CONFIGS[name_or_config]
-    except KeyError:
-        raise ValueError(
-            f"unknown VAE config {name_or_config!r}; valid names: {', '.join(sorted(VAE_CONFIGS))}"
-        ) from None
+    return lookup_config(VAE_CONFIGS, name_or_config, "VAE")
 
 
 def build_vae(

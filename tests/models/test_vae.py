@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,15 +68,6 @@ def _randomised_tiny(seed: int = 0) -> WanVAE:
             if isinstance(module, FrameAttention):
                 torch.nn.init.normal_(module.proj.weight, std=0.2)
     return vae
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread() -> Iterator[None]:
-    """These tensors are tiny: on a shared CPU, thread hand-offs cost more than they save (10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,6 @@ from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
 FAST = {"chunk_frames": 17, "context_frames": 5, "steps": 1, "size": "16x16"}  # 2 chunks per second of video
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread, above all on a shared machine; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def models():
     with warnings.catch_warnings():

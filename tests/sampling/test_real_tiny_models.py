@@ -20,14 +20,6 @@ PLAN = ChunkPlan(30, chunk_frames=17, context_frames=5)
 SETTINGS = StreamSettings(steps=2, guidance=GuidanceConfig(2.0, 3.0), colour_strength=0.5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def parts():
     with torch.random.fork_rng(devices=[]):
