@@ -5,10 +5,13 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from PIL import Image
+
 from talkgen_core.models.lora import applied_loras
 from talkgen_core.pipeline import Models, generate
 from talkgen_core.sampling.solvers import SOLVERS
 from talkgen_core.sampling.streaming import Cancelled, StreamProgress
+from talkgen_core.video.writer import frames_to_uint8
 
 from . import host
 from .loaders import TalkGenModel
@@ -28,7 +31,10 @@ class _NodeProgress:
         total = report.num_chunks * report.num_steps
         if self.bar is None:
             self.bar = host.Progress(total)
-        self.bar.set(report.chunk * report.num_steps + report.step)
+        preview = None
+        if report.preview is not None:  # each finished chunk shows its last frame on the node
+            preview = Image.fromarray(frames_to_uint8(report.preview[None])[0])
+        self.bar.set(report.chunk * report.num_steps + report.step, preview_image=preview)
 
 
 class Sampler:

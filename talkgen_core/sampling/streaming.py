@@ -119,6 +119,7 @@ class StreamState:
     frames_written: int = 0
     cached_reference: Optional[torch.Tensor] = None  # [3, H, W] reference the cached condition was built from
     cached_condition: Optional[torch.Tensor] = None  # [1, 4 + z, T, h, w]
+    last_frame: Optional[torch.Tensor] = None  # [3, H, W] the newest frame written (for previews)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class StreamProgress:
     elapsed_s: float
     eta_s: Optional[float]  # None until a step has been timed
     replayed: bool = False  # the chunk came from the job directory instead of being sampled
+    preview: Optional[torch.Tensor] = None  # [3, H, W] in [-1, 1]: the chunk's last frame ("chunk" events)
 
 
 @dataclass
@@ -313,6 +315,7 @@ class StreamingSampler:
             lo, hi = max(chunk.keep_from, offset), min(chunk.keep_until, offset + n)
             if hi > lo:
                 sink.write(piece[0, :, lo - offset : hi - offset].permute(1, 0, 2, 3))
+                state.last_frame = piece[0, :, hi - offset - 1].detach().cpu()
             if keep_tail and offset + n > tail_from:
                 tail.append(piece[:, :, max(0, tail_from - offset) :].cpu())
             offset += n
@@ -346,7 +349,8 @@ class StreamingSampler:
             rate = sampling_time / sampled_steps if sampled_steps else None
             eta = None if rate is None else rate * remaining_steps(chunk.index, step if kind == "step" else steps)
             progress(StreamProgress(kind, chunk.index, plan.num_chunks, step, steps, state.frames_written,
-                                    plan.total_frames, time.perf_counter() - started, eta, was_replayed))
+                                    plan.total_frames, time.perf_counter() - started, eta, was_replayed,
+                                    state.last_frame if kind == "chunk" else None))
 
         for chunk in plan.chunks()[state.next_chunk :]:
             if cancel is not None and cancel():

@@ -148,3 +148,14 @@ def test_end_keyframe_pins_the_last_latent_to_the_reference():
     free = make_sampler(plan).sample_chunk(chunk, StreamState())
     assert torch.equal(pinned[:, :, -1:], reference_latent)
     assert not torch.equal(free[:, :, -1:], reference_latent)
+
+
+def test_chunk_events_carry_the_newest_frame_as_a_preview():
+    plan = ChunkPlan(60, 17, 9)
+    sampler = make_sampler(plan)
+    sink, events = FrameCollector(), []
+    sampler.run(sink, progress=events.append)
+    chunk_events = [e for e in events if e.kind == "chunk"]
+    assert len(chunk_events) == plan.num_chunks and all(e.preview is not None for e in chunk_events)
+    assert all(e.preview is None for e in events if e.kind == "step")
+    assert torch.equal(chunk_events[-1].preview, sink.frames()[-1])
