@@ -41,8 +41,11 @@ def to_pixels(image: ImageInput) -> torch.Tensor:
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"reference image not found: {path}")
-        with Image.open(path) as img:
-            image = np.asarray(img.convert("RGB"))
+        try:
+            with Image.open(path) as img:
+                image = np.asarray(img.convert("RGB"))
+        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            raise ValueError(f"reference image {path} could not be read ({exc}); give a PNG, JPEG or WebP image") from exc
     if not isinstance(image, (np.ndarray, torch.Tensor)) and hasattr(image, "convert"):
         image = np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):

@@ -65,3 +65,12 @@ def test_resize_and_centre_crop():
     out = resize_and_crop(wide, 16, 16)
     assert out.shape == (3, 16, 16) and out.min() > 0.9  # the crop keeps only the centre
     assert resize_and_crop(torch.zeros(2, 3, 8, 8), 16, 32).shape == (2, 3, 16, 32)
+
+
+def test_an_unreadable_image_file_gets_a_clear_error(tmp_path):
+    from talkgen_core.sampling.references import to_pixels
+
+    bad = tmp_path / "face.png"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match="face.png could not be read"):
+        to_pixels(bad)
