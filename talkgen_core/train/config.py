@@ -1,0 +1,116 @@
+"""Training configuration of the embedded demo model: one frozen dataclass and a name registry.
+
+"demo" is the recipe that produces the shipped weights (64 x 64 px, the demo size of the pipeline). "smoke"
+runs the same stages in seconds for tests and a quick end-to-end check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from talkgen_core.registry import lookup_config
+from talkgen_core.sampling.schedules import SHIFT_480P
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    # models (registry names of talkgen_core.models / talkgen_core.audio)
+    dit: str = "demo"
+    vae: str = "tiny"
+    wav2vec2: str = "demo"
+    # synthetic data
+    size: int = 64  # frame size in pixels (the pipeline's demo size)
+    fps: float = 25.0
+    num_clips: int = 128  # training clips, one identity each
+    val_clips: int = 4  # held-aside clips (other identities) for the validation loss
+    clip_frames: int = 125  # 1 + 4k frames per clip (5 s)
+    reference_positions: int = 3  # frames per clip whose fresh stream + condition latents are cached
+    # chunk geometry (video frames, each 1 + 4k)
+    stage1_frames: int = 33  # short clips: audio-lip alignment
+    chunk_frames: int = 81  # stage 2: the streaming sampler's chunk
+    context_frames: int = 9  # stage 2: frames carried from the previous chunk (clean latents)
+    # VAE stage
+    vae_batch: int = 1
+    vae_crop: int = 32  # random square crop (pixels); the VAE is convolutional
+    # 1 + 4k frames per clip sample: as long as anything the VAE will encode or decode (here whole clips,
+    # which also covers the sampler's 81-frame chunks). The causal VAE's history reaches back ~100 frames;
+    # one trained on short clips decodes the later latents of a long stream as mush (seen with 5 and 33).
+    vae_frames: int = 125
+    vae_image_share: float = 0.4  # first share of the VAE stage on single frames (spatial path, cheapest)
+    vae_image_batch: int = 16
+    vae_lr: float = 1e-3
+    vae_latent_l2: float = 1e-4  # keeps the latent scale bounded before it is normalised away
+    vae_mouth_weight: float = 4.0  # extra L1 weight on the mouth (small but what matters most)
+    # DiT stages
+    dit_batch: int = 4
+    dit_lr: float = 3e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    face_weight: float = 1.0  # loss weight = 1 + face_weight * face + mouth_weight * mouth (latent coverage)
+    mouth_weight: float = 4.0
+    audio_dropout: float = 0.15  # share of samples trained with null (zero) audio, for audio guidance
+    stage2_continuation: float = 0.7  # share of stage-2 samples that continue the clip's own past
+    neutral_reference: float = 0.3  # share of samples whose reference is the neutral portrait
+    time_shift: float = SHIFT_480P  # noise levels drawn like the demo sampler's shifted grid
+    # time budget: the VAE stage gets vae_share of --minutes; stage 1 gets stage1_share of what is left
+    # after the VAE stage and latent caching; stage 2 gets the rest
+    vae_share: float = 0.4
+    stage1_share: float = 0.3
+    # end-of-run check: a held-out face driven through the real pipeline, measured (0 disables)
+    eval_video_seconds: float = 6.0
+    # bookkeeping
+    seed: int = 0
+    threads: int = 1  # measured: on a shared 2-core machine one thread was ~8x faster than two
+    log_every: int = 10
+    eval_every_s: float = 60.0
+    checkpoint_every_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        for field_name in ("clip_frames", "stage1_frames", "chunk_frames", "context_frames", "vae_frames"):
+            value = getattr(self, field_name)
+            if value < 1 or (value - 1) % 4:
+                raise ValueError(f"{field_name} must be 1 + 4k, got {value}")
+        if self.vae_frames > self.clip_frames:
+            raise ValueError(f"vae_frames ({self.vae_frames}) cannot exceed clip_frames ({self.clip_frames})")
+        if self.clip_frames < self.chunk_frames + 4:
+            raise ValueError("clip_frames must exceed chunk_frames by at least 4 (one latent of own past)")
+        if self.size % 16:
+            raise ValueError(f"size must be a multiple of 16 (VAE 8x times DiT 2x2 patches), got {self.size}")
+        if not 0 < self.vae_crop <= self.size or self.vae_crop % 8:
+            raise ValueError(f"vae_crop must be a multiple of 8 in (0, size], got {self.vae_crop}")
+
+
+DEMO = TrainConfig(name="demo")
+
+SMOKE = replace(
+    DEMO,
+    name="smoke",
+    dit="tiny",
+    wav2vec2="tiny",
+    size=32,
+    num_clips=3,
+    val_clips=1,
+    clip_frames=25,
+    reference_positions=2,
+    stage1_frames=9,
+    chunk_frames=17,
+    context_frames=5,
+    vae_batch=1,
+    vae_frames=25,
+    vae_image_batch=4,
+    vae_crop=32,
+    dit_batch=2,
+    warmup_steps=5,
+    log_every=1,
+    eval_every_s=5.0,
+    eval_video_seconds=4.0,
+    checkpoint_every_s=30.0,
+)
+
+TRAIN_CONFIGS: dict[str, TrainConfig] = {c.name: c for c in (DEMO, SMOKE)}
+
+
+def get_train_config(name_or_config: str | TrainConfig) -> TrainConfig:
+    return lookup_config(TRAIN_CONFIGS, name_or_config, "training")

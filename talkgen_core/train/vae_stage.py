@@ -1,0 +1,106 @@
+"""VAE pre-training: reconstruction of short random crops, then folding the latent statistics into the weights.
+
+A random VAE's latents carry no usable structure, so the VAE learns to reconstruct the synthetic frames
+first, on random ``vae_crop`` pixel crops (the VAE is convolutional; crops cost a fraction of full frames).
+The first ``vae_image_share`` of the stage uses single frames (batches of ``vae_image_batch``): the spatial
+path is what takes longest to learn and a single frame costs a fifth of a clip. The rest uses clips of ``vae_frames``
+(1 + 4k) frames: the first frame alone makes latent 0 and each further four frames one latent. The clips
+must be as long as anything the VAE will later encode or decode (whole 125-frame clips by default): its
+causal history reaches back ~100 frames, and a VAE trained on short clips (5 or 33 frames were tried)
+decodes the later latents of a long stream into mush. The loss is L1 on the decoded mean latent, weighted up on the mouth, plus a small
+L2 on the latents to keep their scale bounded (the deterministic "L1 on mu" variant; no sampling).
+
+The "tiny" config normalises latents with mean 0 / std 1, so after training the measured per-channel mean
+and std are folded into the 1x1x1 convolutions around the latent (``fold_latent_normalisation``): the
+shipped VAE then emits unit-scale latents with the registered config unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from talkgen_core.models.vae import WanVAE
+from talkgen_core.models.vae_layers import CausalCache
+from talkgen_core.train.config import TrainConfig
+from talkgen_core.train.data import ClipBank, to_model_pixels
+
+
+@dataclass(frozen=True)
+class VAEBatch:
+    frames: Tensor  # [B, 3, T, c, c] in [-1, 1]
+    weights: Tensor  # [B, 1, T, c, c] per-pixel L1 weights
+
+
+def sample_vae_batch(
+    bank: ClipBank, config: TrainConfig, generator: torch.Generator, single_frames: bool = False
+) -> VAEBatch:
+    """Random clips, start frames and square crops: ``vae_frames`` frames, or one with ``single_frames``."""
+    b, t = (config.vae_image_batch, 1) if single_frames else (config.vae_batch, config.vae_frames)
+    c = config.vae_crop
+    h, w = bank.frames.shape[-2:]
+    clips = torch.randint(bank.num_clips, (b,), generator=generator)
+    starts = torch.randint(bank.num_frames - t + 1, (b,), generator=generator)
+    tops = torch.randint(h - c + 1, (b,), generator=generator)
+    lefts = torch.randint(w - c + 1, (b,), generator=generator)
+    frames, weights = [], []
+    for i in range(b):
+        n, s, y, x = int(clips[i]), int(starts[i]), int(tops[i]), int(lefts[i])
+        crop = bank.frames[n, s : s + t, :, y : y + c, x : x + c]  # [T, 3, c, c]
+        frames.append(to_model_pixels(crop).permute(1, 0, 2, 3))
+        mouth = bank.mouth[n, s : s + t, y : y + c, x : x + c].float() / 255.0  # [T, c, c]
+        weights.append((1.0 + config.vae_mouth_weight * mouth).unsqueeze(0))
+    return VAEBatch(torch.stack(frames), torch.stack(weights))
+
+
+def encode_mean(vae: WanVAE, frames: Tensor) -> Tensor:
+    """Differentiable one-pass encoder: frames [B, 3, T, H, W] -> raw (unnormalised) mean latents [B, z, t, h, w].
+
+    One pass over the whole clip with a fresh causal cache equals the streaming ``encode`` (tested), and
+    unlike it keeps the graph for training.
+    """
+    stats = vae.conv1(vae.encoder(frames, CausalCache()))
+    return stats[:, : vae.z_dim]
+
+
+def decode_raw(vae: WanVAE, latents: Tensor) -> Tensor:
+    """Differentiable one-pass decoder: raw latents [B, z, t, h, w] -> frames [B, 3, 1 + 4 (t - 1), H, W]."""
+    return vae.decoder(vae.conv2(latents), CausalCache())
+
+
+def vae_loss(vae: WanVAE, batch: VAEBatch, latent_l2: float) -> tuple[Tensor, Tensor]:
+    """(total loss, weighted L1) for one batch."""
+    mu = encode_mean(vae, batch.frames)
+    recon = decode_raw(vae, mu)
+    l1 = ((recon - batch.frames).abs() * batch.weights).sum() / (batch.weights.sum() * 3.0)
+    return l1 + latent_l2 * mu.pow(2).mean(), l1
+
+
+@torch.no_grad()
+def latent_statistics(vae: WanVAE, bank: ClipBank, max_clips: int = 16) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std [z] of the raw mean latents over (up to) ``max_clips`` whole clips."""
+    latents = []
+    for n in range(min(max_clips, bank.num_clips)):
+        frames = to_model_pixels(bank.frames[n]).permute(1, 0, 2, 3).unsqueeze(0)  # [1, 3, F, H, W]
+        latents.append(encode_mean(vae, frames).transpose(0, 1).flatten(1))  # [z, t * h * w]
+    flat = torch.cat(latents, dim=1)
+    return flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-4)
+
+
+@torch.no_grad()
+def fold_latent_normalisation(vae: WanVAE, mean: Tensor, std: Tensor) -> None:
+    """Rewrite ``conv1`` and ``conv2`` so that raw latents become ``(mu - mean) / std``, decoding unchanged.
+
+    conv1 (2z -> mean | log-variance, 1x1x1): mean rows scaled by 1/std and shifted; log-variance shifted by
+    -2 log std. conv2 (z -> z, 1x1x1) takes the normalised latent, so it absorbs ``z = std * z' + mean``.
+    """
+    z = vae.z_dim
+    w1, b1 = vae.conv1.weight, vae.conv1.bias
+    w1[:z] /= std.view(z, 1, 1, 1, 1)
+    b1[:z] = (b1[:z] - mean) / std
+    b1[z:] -= 2.0 * torch.log(std)
+    w2, b2 = vae.conv2.weight, vae.conv2.bias
+    b2 += (w2[:, :, 0, 0, 0] @ mean)
+    w2 *= std.view(1, z, 1, 1, 1)

@@ -1,0 +1,63 @@
+import torch
+
+from talkgen_core.models.vae import build_vae
+from talkgen_core.train.data import to_model_pixels
+from talkgen_core.train.latents import encode_video
+from talkgen_core.train.vae_stage import (
+    decode_raw,
+    encode_mean,
+    fold_latent_normalisation,
+    latent_statistics,
+    sample_vae_batch,
+    vae_loss,
+)
+
+
+def test_one_pass_encoder_equals_streaming_encode(clip_bank):
+    torch.manual_seed(1)
+    vae = build_vae("tiny")
+    frames = to_model_pixels(clip_bank.frames[0, :9]).permute(1, 0, 2, 3).unsqueeze(0)
+    assert torch.allclose(encode_video(vae, frames), vae.encode(frames), atol=1e-5)
+
+
+def test_folding_normalises_latents_and_keeps_reconstruction(clip_bank):
+    torch.manual_seed(2)
+    vae = build_vae("tiny")
+    frames = to_model_pixels(clip_bank.frames[1, :9]).permute(1, 0, 2, 3).unsqueeze(0)
+    with torch.no_grad():
+        before = vae.decode(vae.encode(frames))
+        mean, std = latent_statistics(vae, clip_bank)
+        fold_latent_normalisation(vae, mean, std)
+        after = vae.decode(vae.encode(frames))
+        new_mean, new_std = latent_statistics(vae, clip_bank)
+    assert torch.allclose(before, after, atol=1e-4)
+    assert new_mean.abs().max().item() < 1e-3
+    assert (new_std - 1.0).abs().max().item() < 1e-3
+
+
+def test_few_vae_steps_lower_the_reconstruction_loss(clip_bank, smoke_config):
+    torch.manual_seed(3)
+    vae = build_vae("tiny").train()
+    batch = sample_vae_batch(clip_bank, smoke_config, torch.Generator().manual_seed(0), single_frames=True)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(60):
+        loss, l1 = vae_loss(vae, batch, 1e-4)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(l1.item())
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_batch_and_mouth_weights(clip_bank, smoke_config):
+    batch = sample_vae_batch(clip_bank, smoke_config, torch.Generator().manual_seed(5))
+    c = smoke_config
+    assert batch.frames.shape == (c.vae_batch, 3, c.vae_frames, c.vae_crop, c.vae_crop)
+    assert batch.weights.shape == (c.vae_batch, 1, c.vae_frames, c.vae_crop, c.vae_crop)
+    assert batch.weights.min().item() >= 1.0
+    assert batch.weights.max().item() <= 1.0 + c.vae_mouth_weight + 1e-6
+    recon = decode_raw(build_vae("tiny"), encode_mean(build_vae("tiny"), batch.frames))
+    assert recon.shape == batch.frames.shape
+    single = sample_vae_batch(clip_bank, c, torch.Generator().manual_seed(5), single_frames=True)
+    assert single.frames.shape == (c.vae_image_batch, 3, 1, c.vae_crop, c.vae_crop)
