@@ -54,7 +54,7 @@ def _real_model_nodes(adapter: str) -> dict:
     return {
         "1": {"class_type": "TalkGenModelLoader", "inputs": {
             "model": "wan2.1_i2v_480p_14B_fp16.safetensors", "adapter": adapter,
-            "compute_dtype": "auto", "attention": "sdpa"}},
+            "weight_dtype": "stored", "compute_dtype": "auto", "attention": "sdpa"}},
         "2": {"class_type": "TalkGenAudioEncoderLoader", "inputs": {"encoder": "wav2vec2-chinese-base_fp16.safetensors"}},
         "3": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
         "4": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
@@ -84,7 +84,7 @@ def _writer(video, prefix: str) -> dict:
 def workflows() -> dict[str, tuple[dict, str]]:
     """name -> (API graph, note text)."""
     demo = {
-        "1": {"class_type": "TalkGenModelLoader", "inputs": {"model": DEMO, "adapter": "none",
+        "1": {"class_type": "TalkGenModelLoader", "inputs": {"model": DEMO, "adapter": "none", "weight_dtype": "stored",
                                                              "compute_dtype": "auto", "attention": "sdpa"}},
         "2": {"class_type": "TalkGenAudioEncoderLoader", "inputs": {"encoder": DEMO}},
         "3": {"class_type": "TalkGenVAELoader", "inputs": {"vae": DEMO}},

@@ -72,3 +72,26 @@ class RMSNorm(nn.Module):
         xf = x.float()
         normed = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)
         return normed.to(x.dtype) * self.weight.to(x.dtype)
+
+
+FP8_E4M3_MAX = 448.0  # largest finite float8_e4m3fn value
+
+
+@torch.no_grad()
+def convert_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Store every linear / conv weight of ``model`` in ``dtype`` (in place), to trade precision for memory.
+
+    fp8 (e4m3fn) gets a per-tensor scale (max |w| maps to 448), kept in ``scale_weight`` as scaled-fp8 files
+    do; going back from fp8 applies the scale. Biases and norms stay as they are.
+    """
+    for module in model.modules():
+        if not isinstance(module, (CastLinear, CastConv3d)):
+            continue
+        weight = dequantize(module.weight, module.scale_weight, torch.float32)
+        scale = None
+        if dtype == torch.float8_e4m3fn:
+            scale = (weight.abs().amax() / FP8_E4M3_MAX).clamp(min=torch.finfo(torch.float32).tiny)
+            weight = weight / scale
+        module.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
+        module.scale_weight = scale
+    return model

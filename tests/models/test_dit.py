@@ -183,3 +183,17 @@ def test_demo_config_is_bigger_than_tiny_and_14b_head_dim_is_128():
     assert count_parameters(build_dit("demo", device="meta")) > 4 * count_parameters(build_dit("tiny", device="meta"))
     assert get_dit_config("wan21-i2v-14b").head_dim == 128
     assert math.isclose(count_parameters(build_dit("wan21-1.3b", device="meta")) / 1e9, 1.85, abs_tol=0.01)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 0.02), (torch.float8_e4m3fn, 0.15)])
+def test_weights_converted_to_a_smaller_dtype_keep_the_output_close(dtype, tolerance):
+    from talkgen_core.models.layers import convert_weights
+
+    inputs = dit_inputs(get_dit_config("tiny"))
+    reference = build_dit("tiny")(**inputs)
+    model = convert_weights(build_dit("tiny"), dtype)
+    assert model.blocks[0].self_attn.q.weight.dtype == dtype
+    out = model(**inputs)
+    assert (out - reference).norm() / reference.norm() < tolerance
+    back = convert_weights(model, torch.float32)(**inputs)  # fp8 -> fp32 applies the scale
+    assert torch.allclose(back, out, atol=1e-4)

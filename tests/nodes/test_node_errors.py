@@ -25,7 +25,7 @@ def node(pack, name):
 
 def test_missing_model_file_names_the_folder(pack):
     with pytest.raises(FileNotFoundError, match=r"models/diffusion_models"):
-        node(pack, "ModelLoader").load("wan2.1_i2v_480p_14B_fp16.safetensors", "none", "auto", "sdpa")
+        node(pack, "ModelLoader").load("wan2.1_i2v_480p_14B_fp16.safetensors", "none", "stored", "auto", "sdpa")
 
 
 def test_a_vae_in_the_model_slot_is_named(pack, tmp_path):
@@ -33,7 +33,7 @@ def test_a_vae_in_the_model_slot_is_named(pack, tmp_path):
     save_file({"encoder.conv1.weight": torch.zeros(8, 3, 3, 3, 3), "decoder.conv1.weight": torch.zeros(8, 16, 3, 3, 3)},
               str(wrong))
     with pytest.raises(ValueError, match=r"wan_2\.1_vae\.safetensors.*(VAE|vae)"):
-        node(pack, "ModelLoader").load(str(wrong), "none", "auto", "sdpa")
+        node(pack, "ModelLoader").load(str(wrong), "none", "stored", "auto", "sdpa")
 
 
 def test_a_dit_in_the_audio_encoder_slot_is_refused(pack, tmp_path):
