@@ -341,6 +341,8 @@ def generate(
     started = time.perf_counter()
     device = torch.device(device) if device is not None else torch.device("cpu")
     models = models or load_demo_models(device)
+    if isinstance(models.vae, nn.Module):  # a VAE loaded elsewhere (e.g. a loader node) joins the run's device
+        models.vae.to(device)
     if threads is None and models.is_demo and device.type == "cpu":
         threads = 1
     with cpu_threads(threads):
