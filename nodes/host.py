@@ -90,7 +90,7 @@ def load_to_compute_device(managed: Any, memory_required: int = 0) -> torch.nn.M
     if mm is not None and hasattr(managed, "model"):
         mm.load_models_gpu([managed], memory_required=memory_required)
         return managed.model
-    return managed
+    return managed.to(compute_device())
 
 
 def model_folder(kind: str) -> list[Path]:
