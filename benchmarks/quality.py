@@ -13,7 +13,7 @@ the embedded demo model renders it with each strategy, and ``talkgen_core.metric
 Colour correction is off in every row so that it hides no drift. Targets for ours: best lag within +-1 frame,
 correlation >= 0.6, colour drift slope near zero and clearly below naive chaining, seam ratio <= 1.5.
 
-    python benchmarks/quality.py [--seconds 120] [--steps 4] [--json out.json]
+    python benchmarks/quality.py [--seconds 120] [--steps 4] [--weights DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import argparse
 import json
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="solver steps per chunk (default 4, the demo preset)")
     parser.add_argument("--size", type=int, default=64, help="square frame size in pixels (default 64)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="a folder of demo weights to measure (default: the shipped talkgen_core/weights/)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -120,7 +123,7 @@ def main() -> None:
     from talkgen_core.pipeline import load_demo_models
     from talkgen_core.synth import render_reference, sample_identity, synthesize_speech
 
-    models = load_demo_models()
+    models = load_demo_models() if args.weights is None else load_demo_models(weights_dir=args.weights)
     audio = synthesize_speech(SPEECH_SEED, int(args.seconds * 16000))
     speech = embed_speech(models.wav2vec2, [audio], fps=FPS)
     image = render_reference(sample_identity(HELD_OUT_IDENTITY), args.size).float() / 127.5 - 1.0  # [3, H, W]
