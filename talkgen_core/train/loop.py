@@ -46,7 +46,13 @@ from talkgen_core.train.evaluate import evaluate_demo
 from talkgen_core.train.latents import LatentBank, build_latent_bank
 from talkgen_core.train.objective import flow_matching_loss
 from talkgen_core.train.state import EMA, Progress, has_checkpoint, load_checkpoint, save_checkpoint
-from talkgen_core.train.vae_stage import fold_latent_normalisation, latent_statistics, sample_vae_batch, vae_loss
+from talkgen_core.train.vae_stage import (
+    fold_latent_normalisation,
+    inflate_temporal_init,
+    latent_statistics,
+    sample_vae_batch,
+    vae_loss,
+)
 
 STAGES = ("vae", "stage1", "stage2")
 LOG_FILE = "train_log.jsonl"
@@ -119,6 +125,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.vae = build_vae(config.vae)
+            inflate_temporal_init(self.vae)
             self.wav2vec2 = build_wav2vec2(config.wav2vec2)
         self.dit = build_dit(config.dit, seed=config.seed)
         self.ema = EMA(self.dit, config.ema_decay)

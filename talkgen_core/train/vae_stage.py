@@ -2,13 +2,13 @@
 
 A random VAE's latents carry no usable structure, so the VAE learns to reconstruct the synthetic frames
 first, on random ``vae_crop`` pixel crops (the VAE is convolutional; crops cost a fraction of full frames).
-The first ``vae_image_share`` of the stage uses single frames (batches of ``vae_image_batch``): the spatial
-path is what takes longest to learn and a single frame costs a fifth of a clip. The rest uses clips of ``vae_frames``
-(1 + 4k) frames: the first frame alone makes latent 0 and each further four frames one latent. The clips
-must be as long as anything the VAE will later encode or decode (whole 125-frame clips by default): its
-causal history reaches back ~100 frames, and a VAE trained on short clips (5 or 33 frames were tried)
-decodes the later latents of a long stream into mush. The loss is L1 on the decoded mean latent, weighted up on the mouth, plus a small
-L2 on the latents to keep their scale bounded (the deterministic "L1 on mu" variant; no sampling).
+It starts inflated (``inflate_temporal_init``): a per-frame image autoencoder whose temporal layers pool and
+copy, so the first ``vae_image_share`` of the stage trains on single frames (batches of
+``vae_image_batch``, a stream's first frame runs as 2-D convolutions) and what it learns holds for every
+frame of a video. The rest, if any, uses clips of ``vae_frames`` (1 + 4k) frames to learn the temporal taps:
+the first frame alone makes latent 0 and each further four frames one latent. The loss is L1 on the decoded
+mean latent, weighted up on the mouth, plus a small L2 on the latents to keep their scale bounded (the
+deterministic "L1 on mu" variant; no sampling).
 
 The "tiny" config normalises latents with mean 0 / std 1, so after training the measured per-channel mean
 and std are folded into the 1x1x1 convolutions around the latent (``fold_latent_normalisation``): the
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from talkgen_core.models.vae import WanVAE
-from talkgen_core.models.vae_layers import CausalCache
+from talkgen_core.models.vae_layers import CausalCache, CausalConv3d, Resample
 from talkgen_core.train.config import TrainConfig
 from talkgen_core.train.data import ClipBank, to_model_pixels
 
@@ -53,6 +53,34 @@ def sample_vae_batch(
         mouth = bank.mouth[n, s : s + t, y : y + c, x : x + c].float() / 255.0  # [T, c, c]
         weights.append((1.0 + config.vae_mouth_weight * mouth).unsqueeze(0))
     return VAEBatch(torch.stack(frames), torch.stack(weights))
+
+
+@torch.no_grad()
+def inflate_temporal_init(vae: WanVAE) -> None:
+    """Start the VAE as a per-frame image autoencoder: no layer looks at other frames until it learns to.
+
+    A single frame only ever meets zero padding in the past taps of the causal convolutions, so the image
+    phase never trains those taps; left at their random init they add noise from earlier frames that grows
+    through the layers, and a video decoded after the image phase washes out from the second latent on. Here
+    every past tap starts at zero, the temporal downsampling starts as the mean of the two frames it merges
+    and the temporal upsampling as a copy of the frame into both halves, so what the image phase learns holds
+    for every frame of a clip from the start (the clip phase then learns the temporal taps).
+    """
+    for module in vae.modules():
+        if isinstance(module, CausalConv3d) and module.kernel_size[0] > 1:
+            module.weight[:, :, :-1] = 0.0
+    for module in vae.modules():
+        if isinstance(module, Resample) and module.time_conv is not None:
+            conv = module.time_conv
+            conv.weight.zero_()
+            conv.bias.zero_()
+            channels = torch.arange(conv.in_channels)
+            if module.mode == "upsample3d":  # output halves [a | b], each a copy of the current frame
+                conv.weight[channels, channels, -1] = 1.0
+                conv.weight[channels + conv.in_channels, channels, -1] = 1.0
+            else:  # mean of the two newest frames of each stride-2 window
+                conv.weight[channels, channels, -1] = 0.5
+                conv.weight[channels, channels, -2] = 0.5
 
 
 def encode_mean(vae: WanVAE, frames: Tensor) -> Tensor:

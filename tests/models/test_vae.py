@@ -28,7 +28,7 @@ from talkgen_core.models.vae import (
     normalize_latents,
     pad_video,
 )
-from talkgen_core.models.vae_layers import FrameAttention, RMSNorm
+from talkgen_core.models.vae_layers import CausalCache, CausalConv3d, FrameAttention, RMSNorm
 
 STREAM_ATOL = 1e-5
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -283,3 +283,22 @@ def test_module_level_normalisation_round_trips() -> None:
     normalised = normalize_latents(z, WAN21_LATENT_MEAN, WAN21_LATENT_STD)
     assert normalised[0, 8, 0, 0, 0] == pytest.approx((z[0, 8, 0, 0, 0].item() - 0.4134) / 0.6080, rel=1e-5)
     torch.testing.assert_close(denormalize_latents(normalised, WAN21_LATENT_MEAN, WAN21_LATENT_STD), z)
+
+
+def test_first_frame_of_a_stream_is_the_zero_padded_3d_convolution() -> None:
+    torch.manual_seed(11)
+    conv = CausalConv3d(3, 5, 3, padding=1)
+    conv.cache_key = "conv"
+    frame = torch.randn(2, 3, 1, 6, 7)
+    expected = torch.nn.functional.conv3d(
+        torch.nn.functional.pad(frame, (1, 1, 1, 1, 2, 0)), conv.weight, conv.bias
+    )
+    cache = CausalCache()
+    got = conv(frame, cache)
+    assert got.shape == expected.shape == (2, 5, 1, 6, 7)
+    assert torch.allclose(got, expected, atol=1e-6)
+    follow = torch.randn(2, 3, 2, 6, 7)
+    whole = torch.nn.functional.conv3d(
+        torch.nn.functional.pad(torch.cat([frame, follow], 2), (1, 1, 1, 1, 2, 0)), conv.weight, conv.bias
+    )
+    assert torch.allclose(conv(follow, cache), whole[:, :, 1:], atol=1e-6)

@@ -7,6 +7,7 @@ from talkgen_core.train.vae_stage import (
     decode_raw,
     encode_mean,
     fold_latent_normalisation,
+    inflate_temporal_init,
     latent_statistics,
     sample_vae_batch,
     vae_loss,
@@ -61,3 +62,22 @@ def test_batch_and_mouth_weights(clip_bank, smoke_config):
     assert recon.shape == batch.frames.shape
     single = sample_vae_batch(clip_bank, c, torch.Generator().manual_seed(5), single_frames=True)
     assert single.frames.shape == (c.vae_image_batch, 3, 1, c.vae_crop, c.vae_crop)
+
+
+def test_inflated_vae_treats_every_frame_like_the_first(clip_bank):
+    """After inflation a still clip decodes to its first frame's image reconstruction in every frame, and
+    a frame's reconstruction ignores frames of earlier latents (no temporal mixing until it is learned)."""
+    torch.manual_seed(4)
+    vae = build_vae("tiny")
+    inflate_temporal_init(vae)
+    frame = to_model_pixels(clip_bank.frames[0, :1]).permute(1, 0, 2, 3).unsqueeze(0)  # [1, 3, 1, H, W]
+    with torch.no_grad():
+        image = decode_raw(vae, encode_mean(vae, frame))
+        still = decode_raw(vae, encode_mean(vae, frame.expand(-1, -1, 9, -1, -1)))
+        moving = to_model_pixels(clip_bank.frames[0, :9]).permute(1, 0, 2, 3).unsqueeze(0)
+        swapped = moving.clone()
+        swapped[:, :, :5] = moving[:, :, :5].flip(2)  # new frames 0..4 (latents 0 and 1), frames 5..8 as before
+        late = decode_raw(vae, encode_mean(vae, moving))[:, :, 5:]
+        late_swapped = decode_raw(vae, encode_mean(vae, swapped))[:, :, 5:]
+    assert torch.allclose(still, image.expand_as(still), atol=1e-5)
+    assert torch.allclose(late, late_swapped, atol=1e-5)
