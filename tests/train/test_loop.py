@@ -13,7 +13,7 @@ from talkgen_core.train.state import CHECKPOINT_META
 def test_smoke_run_trains_every_stage_checkpoints_and_exports(tmp_path, smoke_config):
     summary = train(smoke_config, tmp_path, minutes=0.08, log_stream=None)
     assert set(summary.steps) == {"vae", "stage1", "stage2"}
-    assert summary.seconds["cache"] > 0.0
+    assert summary.seconds["cache"] > 0.0 and summary.seconds["data"] > 0.0
     assert all(n >= 1 for n in summary.steps.values())
     records = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     stages = {r["stage"] for r in records}
