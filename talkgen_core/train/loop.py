@@ -2,8 +2,9 @@
 
 Stages, in order, each on its share of ``minutes``:
 
-1. ``vae``: the "tiny" VAE learns to reconstruct synthetic frames (``vae_stage``), then its latent statistics
-   are folded into its weights and it is frozen.
+1. ``vae``: the "tiny" VAE learns to reconstruct synthetic frames, then (if the config gives it time) its
+   decoder learns to spread each latent over its four frames (``vae_stage``); its latent statistics are
+   folded into its weights and it is frozen.
 2. ``stage1``: the latent bank is built first (whole-clip streams, reference conditions, audio features;
    timed as "cache", and the DiT stages share the time left after it), then the "demo" DiT trains on
    short first chunks (audio-lip alignment).
@@ -54,6 +55,7 @@ from talkgen_core.train.vae_stage import (
     inflate_temporal_init,
     latent_statistics,
     sample_vae_batch,
+    train_only_decoder_temporal,
     vae_loss,
 )
 
@@ -238,11 +240,16 @@ class Trainer:
         spent = self.progress.seconds.get(stage, 0.0)
         started, last_save = time.monotonic() - spent, time.monotonic()
         window: list[float] = []
+        clip_phase = False
         while time.monotonic() - started < budget or step == 0:
             elapsed = time.monotonic() - started
-            for group in self.vae_opt.param_groups:
-                group["lr"] = cfg.vae_lr * _lr_factor(step, VAE_WARMUP_STEPS, elapsed, budget)
             single = elapsed < cfg.vae_image_share * budget
+            if not single and not clip_phase:
+                train_only_decoder_temporal(self.vae)
+                clip_phase = True
+            base_lr = cfg.vae_lr if single else cfg.vae_clip_lr
+            for group in self.vae_opt.param_groups:
+                group["lr"] = base_lr * _lr_factor(step, VAE_WARMUP_STEPS, elapsed, budget)
             batch = sample_vae_batch(self.train_clips, cfg, _batch_generator(cfg.seed, stage, step), single)
             loss, l1 = vae_loss(self.vae, batch, cfg.vae_latent_l2)
             self.vae_opt.zero_grad(set_to_none=True)
@@ -255,8 +262,9 @@ class Trainer:
             self.progress.step[stage] = step
             self.progress.seconds[stage] = time.monotonic() - started
             if step % cfg.log_every == 0:
-                self.log.record(stage=stage, step=step, l1=sum(window) / len(window),
-                                lr=self.vae_opt.param_groups[0]["lr"], elapsed_s=round(self.progress.seconds[stage], 1))
+                self.log.record(stage=stage, phase="image" if single else "clip", step=step,
+                                l1=sum(window) / len(window), lr=self.vae_opt.param_groups[0]["lr"],
+                                elapsed_s=round(self.progress.seconds[stage], 1))
                 self.final_loss[stage] = sum(window) / len(window)
                 window.clear()
             self.log.progress(f"[vae] step {step} L1 {l1_value:.4f} {_fmt_time(elapsed)}/{_fmt_time(budget)}")

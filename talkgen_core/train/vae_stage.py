@@ -1,14 +1,20 @@
-"""VAE pre-training: reconstruction of short random crops, then folding the latent statistics into the weights.
+"""VAE pre-training: single-frame reconstruction, then the decoder's temporal layers, then folding the latent
+statistics into the weights.
 
 A random VAE's latents carry no usable structure, so the VAE learns to reconstruct the synthetic frames
-first, on random ``vae_crop`` pixel crops (the VAE is convolutional; crops cost a fraction of full frames).
-It starts inflated (``inflate_temporal_init``): a per-frame image autoencoder whose temporal layers pool and
-copy, so the first ``vae_image_share`` of the stage trains on single frames (batches of
-``vae_image_batch``, a stream's first frame runs as 2-D convolutions) and what it learns holds for every
-frame of a video. The rest, if any, uses clips of ``vae_frames`` (1 + 4k) frames to learn the temporal taps:
-the first frame alone makes latent 0 and each further four frames one latent. The loss is L1 on the decoded
-mean latent, weighted up on the mouth, plus a small L2 on the latents to keep their scale bounded (the
-deterministic "L1 on mu" variant; no sampling).
+first. It starts inflated (``inflate_temporal_init``): a per-frame image autoencoder whose temporal layers
+pool and copy, so the first ``vae_image_share`` of the stage trains on single frames (batches of
+``vae_image_batch`` random ``vae_crop`` pixel crops; a stream's first frame runs as 2-D convolutions) and what
+it learns holds for every frame of a video. Left there, each latent decodes into four identical frames.
+
+The rest of the stage, if any, is the clip phase: whole frames of clips of ``vae_frames`` (1 + 4k) frames,
+the first frame alone making latent 0 and each further four frames one latent, train only the decoder's
+temporal upsampling convolutions (``decoder_temporal_parameters``) to spread each latent over its four frames
+using the latents before it. The encoder stays frozen, so the latent space the DiT learns is the one the
+image phase made. (Training the whole VAE on clips, batch 1, made held-out reconstructions worse on a CPU.)
+
+The loss is L1 on the decoded mean latent, weighted up on the mouth, plus a small L2 on the latents to keep
+their scale bounded (the deterministic "L1 on mu" variant; no sampling).
 
 The "tiny" config normalises latents with mean 0 / std 1, so after training the measured per-channel mean
 and std are folded into the 1x1x1 convolutions around the latent (``fold_latent_normalisation``): the
@@ -37,9 +43,10 @@ class VAEBatch:
 def sample_vae_batch(
     bank: ClipBank, config: TrainConfig, generator: torch.Generator, single_frames: bool = False
 ) -> VAEBatch:
-    """Random clips, start frames and square crops: ``vae_frames`` frames, or one with ``single_frames``."""
+    """Random clips and start frames: single frames as ``vae_crop`` square crops, or ``vae_frames``-frame clips
+    at full size (the decoder's temporal layers see whole frames, as when the sampler decodes)."""
     b, t = (config.vae_image_batch, 1) if single_frames else (config.vae_batch, config.vae_frames)
-    c = config.vae_crop
+    c = config.vae_crop if single_frames else config.size
     h, w = bank.frames.shape[-2:]
     clips = torch.randint(bank.num_clips, (b,), generator=generator)
     starts = torch.randint(bank.num_frames - t + 1, (b,), generator=generator)
@@ -81,6 +88,23 @@ def inflate_temporal_init(vae: WanVAE) -> None:
             else:  # mean of the two newest frames of each stride-2 window
                 conv.weight[channels, channels, -1] = 0.5
                 conv.weight[channels, channels, -2] = 0.5
+
+
+def decoder_temporal_parameters(vae: WanVAE) -> list[torch.nn.Parameter]:
+    """The weights of the decoder's temporal upsampling convolutions: all that the clip phase trains."""
+    return [
+        p
+        for module in vae.decoder.modules()
+        if isinstance(module, Resample) and module.time_conv is not None
+        for p in module.time_conv.parameters()
+    ]
+
+
+def train_only_decoder_temporal(vae: WanVAE) -> None:
+    """Freeze every VAE weight but the decoder's temporal upsampling (the clip phase)."""
+    vae.requires_grad_(False)
+    for p in decoder_temporal_parameters(vae):
+        p.requires_grad_(True)
 
 
 def encode_mean(vae: WanVAE, frames: Tensor) -> Tensor:

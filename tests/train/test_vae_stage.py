@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import torch
 
 from talkgen_core.models.vae import build_vae
@@ -7,9 +9,11 @@ from talkgen_core.train.vae_stage import (
     decode_raw,
     encode_mean,
     fold_latent_normalisation,
+    decoder_temporal_parameters,
     inflate_temporal_init,
     latent_statistics,
     sample_vae_batch,
+    train_only_decoder_temporal,
     vae_loss,
 )
 
@@ -54,8 +58,8 @@ def test_few_vae_steps_lower_the_reconstruction_loss(clip_bank, smoke_config):
 def test_batch_and_mouth_weights(clip_bank, smoke_config):
     batch = sample_vae_batch(clip_bank, smoke_config, torch.Generator().manual_seed(5))
     c = smoke_config
-    assert batch.frames.shape == (c.vae_batch, 3, c.vae_frames, c.vae_crop, c.vae_crop)
-    assert batch.weights.shape == (c.vae_batch, 1, c.vae_frames, c.vae_crop, c.vae_crop)
+    assert batch.frames.shape == (c.vae_batch, 3, c.vae_frames, c.size, c.size)  # clips: whole frames
+    assert batch.weights.shape == (c.vae_batch, 1, c.vae_frames, c.size, c.size)
     assert batch.weights.min().item() >= 1.0
     assert batch.weights.max().item() <= 1.0 + c.vae_mouth_weight + 1e-6
     recon = decode_raw(build_vae("tiny"), encode_mean(build_vae("tiny"), batch.frames))
@@ -81,3 +85,28 @@ def test_inflated_vae_treats_every_frame_like_the_first(clip_bank):
         late_swapped = decode_raw(vae, encode_mean(vae, swapped))[:, :, 5:]
     assert torch.allclose(still, image.expand_as(still), atol=1e-5)
     assert torch.allclose(late, late_swapped, atol=1e-5)
+
+
+def test_clip_phase_trains_only_the_decoder_temporal_layers(clip_bank, smoke_config):
+    """The encoder (so the DiT's latent space) and every per-frame layer stay as the image phase left them."""
+    torch.manual_seed(6)
+    vae = build_vae("tiny")
+    inflate_temporal_init(vae)
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    train_only_decoder_temporal(vae)
+    trainable = {id(p) for p in decoder_temporal_parameters(vae)}
+    trainable_names = {n for n, p in vae.named_parameters() if id(p) in trainable}
+    assert trainable_names and all(n.startswith("decoder.") and ".time_conv." in n for n in trainable_names)
+    assert {n for n, p in vae.named_parameters() if p.requires_grad} == trainable_names
+    batch = sample_vae_batch(clip_bank, replace(smoke_config, vae_batch=2), torch.Generator().manual_seed(7))
+    opt = torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss, l1 = vae_loss(vae, batch, 1e-4)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(l1.item())
+    assert losses[-1] < 0.95 * losses[0], losses
+    changed = {k for k, v in vae.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and changed <= trainable_names
