@@ -18,6 +18,19 @@ from talkgen_core.train.vae_stage import (
 )
 
 
+def _fit(vae, batch, steps: int, lr: float) -> list[float]:
+    """Adam on the VAE's trainable weights for ``steps`` steps on one batch; the L1 after each step."""
+    opt = torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss, l1 = vae_loss(vae, batch, 1e-4)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(l1.item())
+    return losses
+
+
 def test_one_pass_encoder_equals_streaming_encode(clip_bank):
     torch.manual_seed(1)
     vae = build_vae("tiny")
@@ -44,14 +57,7 @@ def test_few_vae_steps_lower_the_reconstruction_loss(clip_bank, smoke_config):
     torch.manual_seed(3)
     vae = build_vae("tiny").train()
     batch = sample_vae_batch(clip_bank, smoke_config, torch.Generator().manual_seed(0), single_frames=True)
-    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(60):
-        loss, l1 = vae_loss(vae, batch, 1e-4)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(l1.item())
+    losses = _fit(vae, batch, steps=60, lr=1e-3)
     assert losses[-1] < 0.6 * losses[0], losses
 
 
@@ -99,14 +105,7 @@ def test_clip_phase_trains_only_the_decoder_temporal_layers(clip_bank, smoke_con
     assert trainable_names and all(n.startswith("decoder.") and ".time_conv." in n for n in trainable_names)
     assert {n for n, p in vae.named_parameters() if p.requires_grad} == trainable_names
     batch = sample_vae_batch(clip_bank, replace(smoke_config, vae_batch=2), torch.Generator().manual_seed(7))
-    opt = torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss, l1 = vae_loss(vae, batch, 1e-4)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(l1.item())
+    losses = _fit(vae, batch, steps=30, lr=3e-3)
     assert losses[-1] < 0.95 * losses[0], losses
     changed = {k for k, v in vae.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and changed <= trainable_names
