@@ -13,7 +13,7 @@ the embedded demo model renders it with each strategy, and ``talkgen_core.metric
 Colour correction is off in every row so that it hides no drift. Targets for ours: best lag within +-1 frame,
 correlation >= 0.6, colour drift slope near zero and clearly below naive chaining, seam ratio <= 1.5.
 
-    python benchmarks/quality.py [--seconds 120] [--steps 4] [--weights DIR] [--json out.json]
+    python benchmarks/quality.py [--seconds 120] [--steps 4] [--weights DIR] [--strategy NAME ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch
 HELD_OUT_IDENTITY = 11  # below FIRST_TRAINING_IDENTITY_SEED, and not one of the example_inputs faces
 SPEECH_SEED = 424242
 FPS = 25.0
+STRATEGIES = ("naive chaining", "first+last rigid", "infinitetalk latent", "infinitetalk pixel")
 
 
 class TapSink:
@@ -115,6 +116,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--weights", type=Path, default=None,
                         help="a folder of demo weights to measure (default: the shipped talkgen_core/weights/)")
+    parser.add_argument("--strategy", action="append", choices=STRATEGIES, default=None,
+                        help="measure only this strategy (repeatable; default: all four)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -131,7 +134,7 @@ def main() -> None:
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{'RANDOM demo weights' if models.random_weights else 'trained demo weights'}\n")
     rows = []
-    for strategy in ("naive chaining", "first+last rigid", "infinitetalk latent", "infinitetalk pixel"):
+    for strategy in args.strategy or STRATEGIES:
         frames, boundaries, seconds = render(models, speech, image, strategy, args.steps, args.seed)
         rows.append({"strategy": strategy, **measure(frames, boundaries, image, speech.mix, seconds)})
     keys = list(rows[0])
