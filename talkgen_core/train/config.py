@@ -34,7 +34,7 @@ class TrainConfig:
     vae_crop: int = 32  # image phase: random square crops (pixels); the VAE is convolutional
     # Clip phase (after the image phase): only the decoder's temporal upsampling learns, on whole frames of
     # clips of vae_frames (1 + 4k) frames, vae_batch at a time, encoder frozen. Measured from the shipped
-    # image-only VAE (held-out 21-latent streams, lr 1e-3, batch 4 x 13 frames, 5.4 s a step): L1 0.0523 ->
+    # image-only VAE (held-out 21-latent streams, lr 1e-3, batch 4 x 13 frames, ~1.3 s a step): L1 0.0523 ->
     # 0.0482 after 125 steps while the frames inside a latent stop being copies. The shipped demo weights
     # come from the image-only recipe (vae_image_share 1.0): each latent decodes into four equal frames.
     vae_frames: int = 13
