@@ -85,6 +85,11 @@ class VAEConfig:
     latent_mean: tuple[float, ...] = WAN21_LATENT_MEAN
     latent_std: tuple[float, ...] = WAN21_LATENT_STD
     dropout: float = 0.0
+    # Latents a decode stream holds its first latent for before latent 1 (frames dropped). Wan's decoder keeps
+    # a stream's first frame out of its temporal upsamplers' history, so latent 1 is upsampled against zeros;
+    # the official weights are trained that way (0), a decoder that interpolates between latents needs one
+    # latent per temporal upsampler to fill that history.
+    stream_start_hold: int = 0
 
     def __post_init__(self) -> None:
         if len(self.temporal_downsample) != len(self.dim_mult) - 1:
@@ -93,6 +98,8 @@ class VAEConfig:
             raise ValueError(f"latent_mean and latent_std need z_dim={self.z_dim} values each")
         if any(s <= 0 for s in self.latent_std):
             raise ValueError("latent_std values must be positive")
+        if self.stream_start_hold < 0:
+            raise ValueError(f"stream_start_hold must be >= 0, got {self.stream_start_hold}")
 
     @property
     def temporal_stride(self) -> int:
@@ -106,8 +113,10 @@ class VAEConfig:
 VAE_CONFIGS: dict[str, VAEConfig] = {
     "wan21": VAEConfig(name="wan21"),
     # Same structure and strides, narrow enough for CPU tests and the demo. Untrained weights have no
-    # published latent statistics, so its normalisation is the identity.
-    "tiny": VAEConfig(name="tiny", base_dim=8, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16),
+    # published latent statistics, so its normalisation is the identity. The demo's decoder interpolates
+    # between latents (talkgen_core.train.vae_stage.inflate_temporal_init), so its streams start with a hold.
+    "tiny": VAEConfig(name="tiny", base_dim=8, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16,
+                      stream_start_hold=2),
 }
 
 
@@ -203,6 +212,11 @@ class StreamCaches:
         elif tiles != self.tiles:
             raise ValueError("frame size changed in the middle of a stream; start a new state")
 
+    def to(self, device: torch.device | str) -> None:
+        """Move every cache's history to ``device``."""
+        for cache in self.caches:
+            cache.to(device)
+
 
 @dataclass
 class DecodeState(StreamCaches):
@@ -283,7 +297,9 @@ class WanVAE(nn.Module):
         """Decode the next latent frames of a stream in one pass; ``state`` carries the causal history.
 
         latents [B, z, t, h, w] (normalised) -> frames [B, 3, n, 8h, 8w] in [-1, 1], n = 4t, or 4t - 3 for the
-        stream's first chunk. Memory grows with t: stream long videos through :meth:`decode_stream`.
+        stream's first chunk. Memory grows with t: stream long videos through :meth:`decode_stream`. With
+        ``config.stream_start_hold`` the stream's first latent is decoded again that many times after frame 0
+        and those frames are dropped: the history its temporal upsampling needs for latent 1.
         """
         self._check_latents(latents)
         if latents.shape[2] == 0:
@@ -292,18 +308,29 @@ class WanVAE(nn.Module):
         z = self.denormalize_latents(latents.to(device=p.device, dtype=torch.float32)).to(p.dtype)
         _, _, _, h, w = z.shape
         state.prepare(h, w, self.spatial_stride)
+        if state.latents_seen == 0 and self.config.stream_start_hold:
+            pieces = [self._decode_frames(z[:, :, :1], state)]
+            for _ in range(self.config.stream_start_hold):
+                self._decode_frames(z[:, :, :1], state)
+            if z.shape[2] > 1:
+                pieces.append(self._decode_frames(z[:, :, 1:], state))
+            frames = torch.cat(pieces, dim=2)
+        else:
+            frames = self._decode_frames(z, state)
+        state.latents_seen += latents.shape[2]
+        state.frames_emitted += frames.shape[2]
+        return frames.clamp_(-1.0, 1.0)
+
+    def _decode_frames(self, z: Tensor, state: DecodeState) -> Tensor:
+        """Raw latents [B, z, t, h, w] -> frames [B, 3, n, H, W] (float32, not clamped), tile by tile."""
 
         def run(index: int, tile_latents: Tensor) -> Tensor:
             return self.decoder(self.conv2(tile_latents), state.caches[index])
 
         if state.tiling is None:
-            frames = run(0, z).float()
-        else:
-            ramp = (state.tiling.overlap // self.spatial_stride) * self.spatial_stride
-            frames = blend_tiles(z, state.tiles, run, 1, self.spatial_stride, ramp)
-        state.latents_seen += latents.shape[2]
-        state.frames_emitted += frames.shape[2]
-        return frames.clamp_(-1.0, 1.0)
+            return run(0, z).float()
+        ramp = (state.tiling.overlap // self.spatial_stride) * self.spatial_stride
+        return blend_tiles(z, state.tiles, run, 1, self.spatial_stride, ramp)
 
     def decode_stream(
         self,

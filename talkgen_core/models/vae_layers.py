@@ -43,6 +43,10 @@ class CausalCache:
     def keys(self) -> list[str]:
         return sorted(self._history)
 
+    def to(self, device: torch.device | str) -> None:
+        """Move the stored history to ``device`` (e.g. off the accelerator between chunks)."""
+        self._history = {key: frames.to(device) for key, frames in self._history.items()}
+
     def nbytes(self) -> int:
         """Memory held by the cache; constant once every layer has seen its history length of frames."""
         return sum(t.numel() * t.element_size() for t in self._history.values())

@@ -16,7 +16,9 @@ Per chunk (``T`` latent frames, ``h x w`` latent size, ``z`` latent channels):
 5. Noise from ``(seed, chunk index)`` only, so a resumed run draws exactly the same noise.
 6. Solve with guidance, save the latents to the job directory, decode, colour-correct, and hand the frames
    to the sink: all frames of the first chunk, later chunks without their context frames, the last chunk
-   cut at the audio end. Nothing but the small :class:`StreamState` survives a chunk.
+   cut at the audio end. In latent mode the decoder's causal history carries over too, so the video is
+   decoded as one stream (``StreamingSampler._decoded_chunk``). Nothing but the small :class:`StreamState`
+   (a few latent or pixel frames, the decoder's history) survives a chunk.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class StreamConditioning:
 
 @dataclass
 class StreamState:
-    """What carries from one chunk to the next (small: a few latent or pixel frames)."""
+    """What carries from one chunk to the next (small: a few latent or pixel frames, the decoder's history)."""
 
     next_chunk: int = 0
     context_latents: Optional[torch.Tensor] = None  # [1, z, k, h, w] previous chunk's clean tail (latent mode)
@@ -120,6 +122,7 @@ class StreamState:
     cached_reference: Optional[torch.Tensor] = None  # [3, H, W] reference the cached condition was built from
     cached_condition: Optional[torch.Tensor] = None  # [1, 4 + z, T, h, w]
     last_frame: Optional[torch.Tensor] = None  # [3, H, W] the newest frame written (for previews)
+    decode_state: Optional[object] = None  # latent mode: the VAE's decode stream (the decoder's causal history)
 
 
 @dataclass(frozen=True)
@@ -179,9 +182,16 @@ def encode_reference_condition(vae, reference: torch.Tensor, video_frames: int) 
     return torch.cat([mask, latent], dim=1)
 
 
-def decoded_pieces(vae, latents: torch.Tensor) -> Iterator[torch.Tensor]:
-    """Decode a chunk's latents, piece by piece when the VAE streams. Yields ``[1, 3, n, H, W]``."""
-    if hasattr(vae, "decode_stream"):
+def decoded_pieces(vae, latents: torch.Tensor, decode_state=None) -> Iterator[torch.Tensor]:
+    """Decode a chunk's latents, piece by piece when the VAE streams. Yields ``[1, 3, n, H, W]``.
+
+    ``decode_state`` (from ``vae.new_decode_state()``) continues a decode stream: ``latents`` are taken as
+    the latent frames that follow those the state has already decoded.
+    """
+    if decode_state is not None:
+        for piece in torch.split(latents, 1, dim=2):
+            yield vae.decode_chunk(piece, decode_state)
+    elif hasattr(vae, "decode_stream"):
         yield from vae.decode_stream(latents)
     else:
         yield vae.decode(latents)
@@ -300,6 +310,26 @@ class StreamingSampler:
 
         return self.solver(model_fn, x, self.timesteps, callback=after_step, generator=generator)
 
+    def _decoded_chunk(self, chunk: ChunkSpec, latents: torch.Tensor,
+                       state: StreamState) -> tuple[Iterator[torch.Tensor], int]:
+        """The chunk's decoded frames as pieces ``[1, 3, n, H, W]``, and the window offset of the first one.
+
+        In latent mode with a VAE that decodes streams (``new_decode_state`` / ``decode_chunk``) the decoder's
+        causal history carries over chunks: a chunk's leading latents are exactly the previous chunk's tail, so
+        only the new latents are decoded and the output is the one-pass decode of the whole latent video (the
+        VAE adds no seam at chunk boundaries). Otherwise every chunk is decoded as a new stream.
+        """
+        vae = self.vae
+        if self.settings.context_mode != "latent" or not hasattr(vae, "new_decode_state"):
+            state.decode_state = None
+            return decoded_pieces(vae, latents), 0
+        if chunk.index == 0 or state.decode_state is None or chunk.context_latents != self.context_latent_frames:
+            state.decode_state = vae.new_decode_state()
+            return decoded_pieces(vae, latents, state.decode_state), 0
+        state.decode_state.to(self.device)
+        new = latents[:, :, chunk.context_latents :]
+        return decoded_pieces(vae, new, state.decode_state), chunk.length - vae.temporal_stride * new.shape[2]
+
     @torch.no_grad()
     def finish_chunk(self, chunk: ChunkSpec, latents: torch.Tensor, state: StreamState, sink: FrameSink) -> None:
         """Decode, colour-correct, write the chunk's output frames and update the state for the next chunk."""
@@ -307,8 +337,8 @@ class StreamingSampler:
         keep_tail = self.settings.context_mode == "pixel"
         tail: list[torch.Tensor] = []
         tail_from = chunk.length - self.plan.context_frames
-        offset = 0
-        for piece in decoded_pieces(self.vae, latents.to(self.device)):
+        pieces, offset = self._decoded_chunk(chunk, latents.to(self.device), state)
+        for piece in pieces:
             n = piece.shape[2]
             if colour_ref is not None:
                 piece = match_colours(piece, colour_ref, self.settings.colour_strength)
@@ -321,6 +351,8 @@ class StreamingSampler:
             offset += n
         if offset != chunk.length:
             raise RuntimeError(f"the VAE decoded {offset} frames for a {chunk.length}-frame chunk")
+        if state.decode_state is not None:
+            state.decode_state.to("cpu")  # the decoder's history waits off the accelerator while the DiT samples
         state.context_latents = latents[:, :, -self.context_latent_frames :].detach().clone()
         state.tail_pixels = torch.cat(tail, dim=2) if keep_tail else None
         state.frames_written += chunk.output_frames

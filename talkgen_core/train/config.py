@@ -33,15 +33,15 @@ class TrainConfig:
     # VAE stage
     vae_crop: int = 32  # image phase: random square crops (pixels); the VAE is convolutional
     # Clip phase (after the image phase): only the decoder's temporal upsampling learns, on whole frames of
-    # clips of vae_frames (1 + 4k) frames, vae_batch at a time, encoder frozen. Measured from the shipped
-    # image-only VAE (held-out 21-latent streams, lr 1e-3, batch 4 x 13 frames, ~1.3 s a step): L1 0.0523 ->
-    # 0.0482 after 125 steps while the frames inside a latent stop being copies. The shipped demo weights
-    # come from the image-only recipe (vae_image_share 1.0): each latent decodes into four equal frames.
+    # clips of vae_frames (1 + 4k) frames, vae_batch at a time, encoder frozen. Measured from the shipped VAE
+    # (its interpolating start; held-out 85-frame clips, lr 1e-3, batch 4 x 13 frames, ~1.5 s a step): 100
+    # steps take L1 from 0.0526 to 0.0481, but the median frame step inside a latent falls from 0.76 to 0.71 of
+    # the step between latents (motion bunches at latent boundaries, which chunk seams then show), so the demo
+    # recipe leaves the interpolation as it starts (vae_image_share 1.0).
     vae_frames: int = 13
     vae_batch: int = 4
     vae_clip_lr: float = 1e-3
-    # Share of the VAE stage on single frames. Image-only keeps lip sync measurable (best lag -1, r = 0.75 on
-    # a held-out clip whose own frames give -1, 0.96).
+    # Share of the VAE stage on single frames; the rest is the clip phase.
     vae_image_share: float = 1.0
     vae_image_batch: int = 16
     vae_lr: float = 3e-3  # held-out L1 after 6 min of images: 0.074 at 1e-3, 0.046 at 3e-3

@@ -26,7 +26,8 @@ CHUNK_FRAMES, CONTEXT_FRAMES = 81, 9  # the pipeline's defaults
 class DemoEvaluation:
     seconds_of_video: float
     generation_s: float
-    best_lag: int  # frames; the training data's mouth leads the audio by ~1 frame, i.e. expect about -1
+    best_lag: int  # frames; the data's mouth leads the audio by ~1 frame and the VAE decoder's interpolation
+    # shows motion one frame late (vae_stage.inflate_temporal_init), so expect about 0
     peak_correlation: float
     sync_confidence: float
     mouth_opening_std: float  # 0: no mouth-interior pixels moved, so the lag above means nothing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -32,10 +34,10 @@ def parts():
     return dit, vae, image, features, context
 
 
-def sampler_for(parts) -> StreamingSampler:
+def sampler_for(parts, settings: StreamSettings = SETTINGS) -> StreamingSampler:
     dit, vae, image, features, context = parts
     return StreamingSampler(dit, vae, PLAN, 25, StillReference(image, (16, 16)),
-                            StreamConditioning([features], context), SETTINGS)
+                            StreamConditioning([features], context), settings)
 
 
 def test_first_streamed_chunk_equals_a_hand_built_run(parts):
@@ -81,3 +83,23 @@ def test_context_hand_off_and_resume_are_exact(parts, tmp_path):
     latents = [job.load_chunk(i) for i in range(PLAN.num_chunks)]
     for prev, cur in zip(latents, latents[1:]):
         assert torch.equal(cur[:, :, :2], prev[:, :, -2:])
+
+
+@pytest.mark.parametrize("mode", ["latent", "pixel"])
+def test_latent_mode_decodes_the_chunks_as_one_stream(parts, tmp_path, mode):
+    """Latent context: the decoder's history carries over chunks, so the output is the one-pass decode of the
+    whole latent video (no VAE seam); pixel context decodes every chunk as a new stream."""
+    vae = parts[1]
+    settings = dataclasses.replace(SETTINGS, colour_strength=0.0, context_mode=mode)
+    job = JobDir(tmp_path, settings.to_dict(), "x", PLAN.num_chunks)
+    written = FrameCollector()
+    sampler_for(parts, settings).run(written, job=job)
+    latents = [job.load_chunk(i) for i in range(PLAN.num_chunks)]
+    with torch.no_grad():
+        video = torch.cat([latents[0]] + [c[:, :, 2:] for c in latents[1:]], dim=2)
+        whole = vae.decode(video)[0].transpose(0, 1)[: PLAN.total_frames]
+        per_chunk = [vae.decode(c)[0].transpose(0, 1) for c in latents]
+    chunked = torch.cat([frames[chunk.keep_from : chunk.keep_until] for chunk, frames in zip(PLAN.chunks(), per_chunk)])
+    expected, other = (whole, chunked) if mode == "latent" else (chunked, whole)
+    torch.testing.assert_close(written.frames(), expected, atol=1e-5, rtol=1e-5)
+    assert (written.frames() - other)[17:].abs().max() > 1e-3  # the two decodes differ after chunk 0

@@ -29,7 +29,8 @@ def test_shipped_weights_load_as_the_demo_model(shipped_models):
 def test_held_out_face_talks_in_sync(shipped_models):
     """4 s of a held-out identity and held-out speech through the real pipeline (two chunks, one seam).
 
-    The renderer's mouth leads its audio by about one frame, so the expected best lag is about -1."""
+    The renderer's mouth leads its audio by about one frame and the VAE decoder's interpolation shows motion one
+    frame late, so the expected best lag is about 0."""
     result = evaluate_demo(shipped_models.dit, shipped_models.vae, shipped_models.wav2vec2, size=64, seconds=4.0)
     assert result.mouth_opening_std > 1e-3  # a mouth is drawn and it moves
     assert -2 <= result.best_lag <= 1

@@ -3,6 +3,7 @@ from dataclasses import replace
 import torch
 
 from talkgen_core.models.vae import build_vae
+from talkgen_core.models.vae_layers import CausalCache, Resample
 from talkgen_core.train.data import to_model_pixels
 from talkgen_core.train.latents import encode_video
 from talkgen_core.train.vae_stage import (
@@ -56,9 +57,15 @@ def test_folding_normalises_latents_and_keeps_reconstruction(clip_bank):
 def test_few_vae_steps_lower_the_reconstruction_loss(clip_bank, smoke_config):
     torch.manual_seed(3)
     vae = build_vae("tiny").train()
+    inflate_temporal_init(vae)
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
     batch = sample_vae_batch(clip_bank, smoke_config, torch.Generator().manual_seed(0), single_frames=True)
     losses = _fit(vae, batch, steps=60, lr=1e-3)
     assert losses[-1] < 0.6 * losses[0], losses
+    # single frames never reach the temporal resampling, so the image phase keeps it as initialised
+    unchanged = {k for k, v in vae.state_dict().items() if torch.equal(v, before[k])}
+    assert {k for k in before if ".time_conv." in k} <= unchanged
+    assert len(unchanged) < len(before) / 2
 
 
 def test_batch_and_mouth_weights(clip_bank, smoke_config):
@@ -75,22 +82,44 @@ def test_batch_and_mouth_weights(clip_bank, smoke_config):
 
 
 def test_inflated_vae_treats_every_frame_like_the_first(clip_bank):
-    """After inflation a still clip decodes to its first frame's image reconstruction in every frame, and
-    a frame's reconstruction ignores frames of earlier latents (no temporal mixing until it is learned)."""
+    """After inflation a still clip decodes to its first frame's image reconstruction in every frame (latent 1
+    only with the hold the tiny config's decode streams start with), and a frame ignores latents more than
+    two back."""
     torch.manual_seed(4)
     vae = build_vae("tiny")
     inflate_temporal_init(vae)
     frame = to_model_pixels(clip_bank.frames[0, :1]).permute(1, 0, 2, 3).unsqueeze(0)  # [1, 3, 1, H, W]
     with torch.no_grad():
         image = decode_raw(vae, encode_mean(vae, frame))
-        still = decode_raw(vae, encode_mean(vae, frame.expand(-1, -1, 9, -1, -1)))
-        moving = to_model_pixels(clip_bank.frames[0, :9]).permute(1, 0, 2, 3).unsqueeze(0)
+        still_latents = encode_mean(vae, frame.expand(-1, -1, 13, -1, -1))  # latents 0 .. 3
+        plain = decode_raw(vae, still_latents)
+        held = vae.decode(vae.normalize_latents(still_latents))  # the tiny config's streams start with a hold
+        moving = to_model_pixels(clip_bank.frames[0, :17]).permute(1, 0, 2, 3).unsqueeze(0)
         swapped = moving.clone()
-        swapped[:, :, :5] = moving[:, :, :5].flip(2)  # new frames 0..4 (latents 0 and 1), frames 5..8 as before
-        late = decode_raw(vae, encode_mean(vae, moving))[:, :, 5:]
-        late_swapped = decode_raw(vae, encode_mean(vae, swapped))[:, :, 5:]
-    assert torch.allclose(still, image.expand_as(still), atol=1e-5)
+        swapped[:, :, :5] = moving[:, :, :5].flip(2)  # new frames 0..4 (latents 0 and 1), the rest as before
+        late = decode_raw(vae, encode_mean(vae, moving))[:, :, 13:]  # latent 4
+        late_swapped = decode_raw(vae, encode_mean(vae, swapped))[:, :, 13:]
+    assert torch.allclose(held, image.expand_as(held), atol=1e-5)
+    assert torch.allclose(plain[:, :, 9:], image.expand(-1, -1, 4, -1, -1), atol=1e-5)
+    assert (plain[:, :, 1:5] - image).abs().max() > 0.01  # without the hold latent 1 meets empty history
     assert torch.allclose(late, late_swapped, atol=1e-5)
+
+
+def test_inflated_decoder_upsampling_interpolates_one_frame_late():
+    """A latent ramp (latent k = k everywhere) leaves the two temporal upsamplers as a frame ramp with four
+    equal steps per latent: frames 4k - 3 .. 4k show k - 0.625 .. k + 0.125, the latents' centres (4k - 1.5)
+    delayed by one frame."""
+    vae = build_vae("tiny")
+    inflate_temporal_init(vae)
+    first, second = [m for m in vae.decoder.modules() if isinstance(m, Resample) and m.time_conv is not None]
+    cache = CausalCache()
+    with torch.no_grad():
+        ramp = torch.arange(6.0).view(1, 1, 6, 1, 1).expand(1, first.time_conv.in_channels, 6, 1, 1)
+        halves = first._double_time(ramp, cache)[:, :1]  # [1, 1, 11, 1, 1]
+        frames = second._double_time(halves.expand(1, second.time_conv.in_channels, -1, 1, 1), cache)[0, 0, :, 0, 0]
+    k = torch.arange(3, 6).repeat_interleave(4).float()
+    expected = k + torch.tensor([-0.625, -0.375, -0.125, 0.125]).repeat(3)
+    torch.testing.assert_close(frames[9:], expected)  # latents 3..5: past the stream start's empty history
 
 
 def test_clip_phase_trains_only_the_decoder_temporal_layers(clip_bank, smoke_config):
