@@ -4,7 +4,7 @@ image (or images / keyframes) or a source video + one or more speakers' audio + 
 -> frames streamed into an mp4 (audio muxed in) or another frame sink, exactly ``round(audio s x fps)`` long.
 
 Models: pass :class:`Models` for real checkpoints, or let :func:`load_demo_models` build the embedded demo
-model (the "demo" DiT, the "tiny" VAE and the "demo" wav2vec2), with the weights shipped in
+model (the "demo" DiT, VAE and wav2vec2), with the weights shipped in
 ``talkgen_core/weights/`` (:data:`DEMO_WEIGHT_FILES`) or, when those are absent, seeded random weights and a
 warning. Settings left as None take the preset of the model kind: the cheap demo preset (few steps, about
 64 x 64 pixels) or the official one (40 steps, text CFG 5, audio CFG 4, shift 7 at 480p / 11 at 720p).
@@ -44,7 +44,7 @@ DEMO_WEIGHT_FILES = {
     "vae": "demo-vae.safetensors",
     "wav2vec2": "demo-wav2vec2.safetensors",
 }
-DEMO_MODEL_NAMES = {"dit": "demo", "vae": "tiny", "wav2vec2": "demo"}
+DEMO_MODEL_NAMES = {"dit": "demo", "vae": "demo", "wav2vec2": "demo"}
 DEMO_SEED = 0
 
 

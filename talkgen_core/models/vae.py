@@ -112,10 +112,12 @@ class VAEConfig:
 
 VAE_CONFIGS: dict[str, VAEConfig] = {
     "wan21": VAEConfig(name="wan21"),
-    # Same structure and strides, narrow enough for CPU tests and the demo. Untrained weights have no
-    # published latent statistics, so its normalisation is the identity. The demo's decoder interpolates
-    # between latents (talkgen_core.train.vae_stage.inflate_temporal_init), so its streams start with a hold.
-    "tiny": VAEConfig(name="tiny", base_dim=8, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16,
+    # Same structure and strides, narrow enough for CPU tests. Untrained weights have no published latent
+    # statistics, so its normalisation is the identity.
+    "tiny": VAEConfig(name="tiny", base_dim=8, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16),
+    # The embedded demo model's VAE: "tiny" whose trained decoder interpolates between latents
+    # (talkgen_core.train.vae_stage.inflate_temporal_init), so its decode streams start with a hold.
+    "demo": VAEConfig(name="demo", base_dim=8, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16,
                       stream_start_hold=2),
 }
 

@@ -17,7 +17,7 @@ class TrainConfig:
     name: str
     # models (registry names of talkgen_core.models / talkgen_core.audio)
     dit: str = "demo"
-    vae: str = "tiny"
+    vae: str = "demo"
     wav2vec2: str = "demo"
     # synthetic data
     size: int = 64  # frame size in pixels (the pipeline's demo size)

@@ -2,7 +2,7 @@
 
 Stages, in order, each on its share of ``minutes``:
 
-1. ``vae``: the "tiny" VAE learns to reconstruct synthetic frames, then (if the config gives it time) its
+1. ``vae``: the "demo" VAE learns to reconstruct synthetic frames, then (if the config gives it time) its
    decoder learns to spread each latent over its four frames (``vae_stage``); its latent statistics are
    folded into its weights and it is frozen.
 2. ``stage1``: the latent bank is built first (whole-clip streams, reference conditions, audio features;

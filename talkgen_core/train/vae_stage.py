@@ -17,9 +17,10 @@ reconstructions worse on a CPU.)
 The loss is L1 on the decoded mean latent, weighted up on the mouth, plus a small L2 on the latents to keep
 their scale bounded (the deterministic "L1 on mu" variant; no sampling).
 
-The "tiny" config normalises latents with mean 0 / std 1, so after training the measured per-channel mean
-and std are folded into the 1x1x1 convolutions around the latent (``fold_latent_normalisation``): the
-shipped VAE then emits unit-scale latents with the registered config unchanged.
+The "demo" config (the "tiny" structure) normalises latents with mean 0 / std 1, so after training the
+measured per-channel mean and std are folded into the 1x1x1 convolutions around the latent
+(``fold_latent_normalisation``): the shipped VAE then emits unit-scale latents with the registered config
+unchanged.
 """
 
 from __future__ import annotations

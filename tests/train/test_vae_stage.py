@@ -83,17 +83,17 @@ def test_batch_and_mouth_weights(clip_bank, smoke_config):
 
 def test_inflated_vae_treats_every_frame_like_the_first(clip_bank):
     """After inflation a still clip decodes to its first frame's image reconstruction in every frame (latent 1
-    only with the hold the tiny config's decode streams start with), and a frame ignores latents more than
+    only with the hold the demo config's decode streams start with), and a frame ignores latents more than
     two back."""
     torch.manual_seed(4)
-    vae = build_vae("tiny")
+    vae = build_vae("demo")
     inflate_temporal_init(vae)
     frame = to_model_pixels(clip_bank.frames[0, :1]).permute(1, 0, 2, 3).unsqueeze(0)  # [1, 3, 1, H, W]
     with torch.no_grad():
         image = decode_raw(vae, encode_mean(vae, frame))
         still_latents = encode_mean(vae, frame.expand(-1, -1, 13, -1, -1))  # latents 0 .. 3
         plain = decode_raw(vae, still_latents)
-        held = vae.decode(vae.normalize_latents(still_latents))  # the tiny config's streams start with a hold
+        held = vae.decode(vae.normalize_latents(still_latents))  # the demo config's streams start with a hold
         moving = to_model_pixels(clip_bank.frames[0, :17]).permute(1, 0, 2, 3).unsqueeze(0)
         swapped = moving.clone()
         swapped[:, :, :5] = moving[:, :, :5].flip(2)  # new frames 0..4 (latents 0 and 1), the rest as before
