@@ -3,9 +3,12 @@
 import warnings
 
 import pytest
+import torch
 
-from talkgen_core.pipeline import DEMO_WEIGHT_FILES, WEIGHTS_DIR, DemoWeightsWarning, load_demo_models
+from talkgen_core.models.vae import build_vae
+from talkgen_core.pipeline import DEMO_MODEL_NAMES, DEMO_WEIGHT_FILES, WEIGHTS_DIR, DemoWeightsWarning, load_demo_models
 from talkgen_core.train.evaluate import evaluate_demo
+from talkgen_core.train.vae_stage import inflate_temporal_init
 
 WEIGHTS_LIMIT_BYTES = 25 * 1024 * 1024
 
@@ -24,6 +27,18 @@ def test_shipped_weights_are_complete_and_small():
 
 def test_shipped_weights_load_as_the_demo_model(shipped_models):
     assert shipped_models.is_demo and not shipped_models.random_weights
+
+
+def test_shipped_vae_keeps_the_recipes_temporal_resampling(shipped_models):
+    """Training never changes the VAE's temporal resampling (single frames never reach it), so the shipped VAE
+    holds exactly what ``inflate_temporal_init`` starts it with: the decoder interpolates between latents."""
+    vae = shipped_models.vae
+    fresh = build_vae(DEMO_MODEL_NAMES["vae"])
+    inflate_temporal_init(fresh)
+    shipped, recipe = vae.state_dict(), fresh.state_dict()
+    resampling = [k for k in recipe if ".time_conv." in k]
+    assert len(resampling) == 8 and vae.config.stream_start_hold == 2
+    assert all(torch.equal(shipped[k], recipe[k]) for k in resampling)
 
 
 def test_held_out_face_talks_in_sync(shipped_models):

@@ -105,10 +105,10 @@ def test_inflated_vae_treats_every_frame_like_the_first(clip_bank):
     assert torch.allclose(late, late_swapped, atol=1e-5)
 
 
-def test_inflated_decoder_upsampling_interpolates_one_frame_late():
+def test_inflated_decoder_upsampling_interpolates_a_little_late():
     """A latent ramp (latent k = k everywhere) leaves the two temporal upsamplers as a frame ramp with four
-    equal steps per latent: frames 4k - 3 .. 4k show k - 0.625 .. k + 0.125, the latents' centres (4k - 1.5)
-    delayed by one frame."""
+    equal steps per latent: frames 4k - 3 .. 4k show k - 0.6875 .. k + 0.0625, the latents' centres (4k - 1.5)
+    delayed by 1.25 frames."""
     vae = build_vae("tiny")
     inflate_temporal_init(vae)
     first, second = [m for m in vae.decoder.modules() if isinstance(m, Resample) and m.time_conv is not None]
@@ -118,7 +118,7 @@ def test_inflated_decoder_upsampling_interpolates_one_frame_late():
         halves = first._double_time(ramp, cache)[:, :1]  # [1, 1, 11, 1, 1]
         frames = second._double_time(halves.expand(1, second.time_conv.in_channels, -1, 1, 1), cache)[0, 0, :, 0, 0]
     k = torch.arange(3, 6).repeat_interleave(4).float()
-    expected = k + torch.tensor([-0.625, -0.375, -0.125, 0.125]).repeat(3)
+    expected = k + torch.tensor([-0.6875, -0.4375, -0.1875, 0.0625]).repeat(3)
     torch.testing.assert_close(frames[9:], expected)  # latents 3..5: past the stream start's empty history
 
 
