@@ -145,8 +145,15 @@ def encode_mean(vae: WanVAE, frames: Tensor) -> Tensor:
 
 
 def decode_raw(vae: WanVAE, latents: Tensor) -> Tensor:
-    """Differentiable one-pass decoder: raw latents [B, z, t, h, w] -> frames [B, 3, 1 + 4 (t - 1), H, W]."""
-    return vae.decoder(vae.conv2(latents), CausalCache())
+    """Differentiable one-pass decoder: raw latents [B, z, t, h, w] -> frames [B, 3, 1 + 4 (t - 1), H, W].
+
+    Like ``WanVAE.decode`` it starts with the config's ``stream_start_hold`` (latent 0 repeated, those frames
+    dropped), so the clip phase learns the decoder that inference runs.
+    """
+    hold = vae.config.stream_start_hold
+    held = torch.cat([latents[:, :, :1].expand(-1, -1, hold, -1, -1), latents], dim=2)
+    frames = vae.decoder(vae.conv2(held), CausalCache())
+    return torch.cat([frames[:, :, :1], frames[:, :, 1 + hold * vae.temporal_stride :]], dim=2)
 
 
 def vae_loss(vae: WanVAE, batch: VAEBatch, latent_l2: float) -> tuple[Tensor, Tensor]:

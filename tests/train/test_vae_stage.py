@@ -92,7 +92,7 @@ def test_inflated_vae_treats_every_frame_like_the_first(clip_bank):
     with torch.no_grad():
         image = decode_raw(vae, encode_mean(vae, frame))
         still_latents = encode_mean(vae, frame.expand(-1, -1, 13, -1, -1))  # latents 0 .. 3
-        plain = decode_raw(vae, still_latents)
+        plain = vae.decoder(vae.conv2(still_latents), CausalCache())  # no hold
         held = vae.decode(vae.normalize_latents(still_latents))  # the demo config's streams start with a hold
         moving = to_model_pixels(clip_bank.frames[0, :17]).permute(1, 0, 2, 3).unsqueeze(0)
         swapped = moving.clone()
@@ -138,3 +138,12 @@ def test_clip_phase_trains_only_the_decoder_temporal_layers(clip_bank, smoke_con
     assert losses[-1] < 0.95 * losses[0], losses
     changed = {k for k, v in vae.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and changed <= trainable_names
+
+
+def test_training_decode_is_the_inference_decode():
+    """The differentiable one-pass decode starts with the same hold as ``WanVAE.decode`` (demo config)."""
+    torch.manual_seed(9)
+    vae = build_vae("demo")
+    latents = torch.randn(1, 16, 4, 2, 2)  # the demo config's normalisation is the identity
+    with torch.no_grad():
+        torch.testing.assert_close(decode_raw(vae, latents).clamp(-1.0, 1.0), vae.decode(latents))
