@@ -95,36 +95,33 @@ def inflate_temporal_init(vae: WanVAE) -> None:
     for module in vae.modules():
         if isinstance(module, CausalConv3d) and module.kernel_size[0] > 1:
             module.weight[:, :, :-1] = 0.0
-    upsamplers = [m for m in vae.decoder.modules() if isinstance(m, Resample) and m.time_conv is not None]
+    upsamplers = _time_convs(vae.decoder)
     if len(upsamplers) != len(UPSAMPLE_CURRENT_WEIGHTS):
         raise ValueError(f"expected {len(UPSAMPLE_CURRENT_WEIGHTS)} temporal upsamplers, found {len(upsamplers)}")
-    for module, weights in zip(upsamplers, UPSAMPLE_CURRENT_WEIGHTS):
-        conv = module.time_conv
-        assert conv is not None
-        conv.weight.zero_()
-        conv.bias.zero_()
-        channels = torch.arange(conv.in_channels)
-        for half, current in enumerate(weights):  # output channels [a | b]
-            conv.weight[channels + half * conv.in_channels, channels, -1] = current
-            conv.weight[channels + half * conv.in_channels, channels, -2] = 1.0 - current
-    for module in vae.encoder.modules():
-        if isinstance(module, Resample) and module.time_conv is not None:  # mean of the two newest frames
-            conv = module.time_conv
-            conv.weight.zero_()
-            conv.bias.zero_()
-            channels = torch.arange(conv.in_channels)
-            conv.weight[channels, channels, -1] = 0.5
-            conv.weight[channels, channels, -2] = 0.5
+    for conv, weights in zip(upsamplers, UPSAMPLE_CURRENT_WEIGHTS):
+        _mix_newest_two(conv, weights)
+    for conv in _time_convs(vae.encoder):
+        _mix_newest_two(conv, (0.5,))  # downsampling: the mean of the two newest frames of each window
+
+
+def _time_convs(part: torch.nn.Module) -> list[CausalConv3d]:
+    return [m.time_conv for m in part.modules() if isinstance(m, Resample) and m.time_conv is not None]
+
+
+def _mix_newest_two(conv: CausalConv3d, currents: tuple[float, ...]) -> None:
+    """Output half i (channels ``i * C .. (i + 1) * C``) = currents[i] x newest frame + (1 - currents[i]) x the
+    frame before, channel by channel; every other weight and the bias zero."""
+    conv.weight.zero_()
+    conv.bias.zero_()
+    channels = torch.arange(conv.in_channels)
+    for half, current in enumerate(currents):
+        conv.weight[channels + half * conv.in_channels, channels, -1] = current
+        conv.weight[channels + half * conv.in_channels, channels, -2] = 1.0 - current
 
 
 def decoder_temporal_parameters(vae: WanVAE) -> list[torch.nn.Parameter]:
     """The weights of the decoder's temporal upsampling convolutions: all that the clip phase trains."""
-    return [
-        p
-        for module in vae.decoder.modules()
-        if isinstance(module, Resample) and module.time_conv is not None
-        for p in module.time_conv.parameters()
-    ]
+    return [p for conv in _time_convs(vae.decoder) for p in conv.parameters()]
 
 
 def train_only_decoder_temporal(vae: WanVAE) -> None:
@@ -151,6 +148,8 @@ def decode_raw(vae: WanVAE, latents: Tensor) -> Tensor:
     dropped), so the clip phase learns the decoder that inference runs.
     """
     hold = vae.config.stream_start_hold
+    if hold == 0 or latents.shape[2] == 1:  # single frames (the image phase) have no latent 1 to prepare
+        return vae.decoder(vae.conv2(latents), CausalCache())
     held = torch.cat([latents[:, :, :1].expand(-1, -1, hold, -1, -1), latents], dim=2)
     frames = vae.decoder(vae.conv2(held), CausalCache())
     return torch.cat([frames[:, :, :1], frames[:, :, 1 + hold * vae.temporal_stride :]], dim=2)
