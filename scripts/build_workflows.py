@@ -1,11 +1,16 @@
-"""Write the shipped workflows: each graph once, as an API-format file (for /prompt and the batch queue) and
-its UI-format twin (drag into ComfyUI), with a Note saying which model file goes into which folder.
+"""Write the shipped workflows: each graph once, as a UI-format workflow (``workflows/NAME.json``, the pack's
+templates in ComfyUI's browser, with a thumbnail ``NAME.jpg``, a Note saying which model file goes into which
+folder, and model metadata for the frontend's download buttons) and its API-format twin
+(``workflows/api/NAME.json``, for /prompt and the batch queue; ComfyUI's template listing does not look into
+sub-folders, so the twins never show up as templates).
 
-    python scripts/build_workflows.py          # rewrite workflows/*.json
+    python scripts/build_workflows.py          # rewrite workflows/
     python scripts/build_workflows.py --check  # exit 1 when a shipped file differs from what this writes
 
 The UI twin's widget values follow each node's INPUT_TYPES order, so it is derived from the node classes
-(ours imported from ``nodes/``; the few native ComfyUI nodes used are described in NATIVE_WIDGETS).
+(ours imported from ``nodes/``; the few native ComfyUI nodes used are described in NATIVE_NODES). Load nodes
+name the pack's example inputs as the pack installs them into ComfyUI's input folder (``talkgen_*``), so
+every workflow opens and the demo runs without copying files.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / "workflows"
+API_WORKFLOWS = WORKFLOWS / "api"
+EXAMPLE_PREFIX = "talkgen_"  # nodes/example_inputs.py installs example_inputs/NAME as input/talkgen_NAME
 DEMO = "talkgen-demo (embedded)"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_INPUTS = {"seed", "noise_seed"}  # the frontend adds a "control after generate" value after these
@@ -49,9 +56,10 @@ def _sampler(model, vae, speech, reference, **settings) -> dict:
     return {"class_type": "TalkGenSampler", "inputs": inputs}
 
 
-def _real_model_nodes(adapter: str) -> dict:
-    """Loaders and prompt nodes shared by the 14B workflows (ids 1-9)."""
-    return {
+def _real_model_nodes(adapter: str, clip_vision: bool = True) -> dict:
+    """Loaders and prompt nodes shared by the 14B workflows (ids 1-7; 7, the CLIP vision loader, only where a
+    CLIP Vision Encode uses it)."""
+    nodes = {
         "1": {"class_type": "TalkGenModelLoader", "inputs": {
             "model": "wan2.1_i2v_480p_14B_fp16.safetensors", "adapter": adapter,
             "weight_dtype": "stored", "compute_dtype": "auto", "attention": "sdpa"}},
@@ -61,19 +69,41 @@ def _real_model_nodes(adapter: str) -> dict:
                                                      "type": "wan", "device": "default"}},
         "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 0], "text": "a person is talking to the camera, natural head motion, clear lip movements"}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 0], "text": NEGATIVE}},
-        "7": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "clip_vision_h.safetensors"}},
     }
+    if clip_vision:
+        nodes["7"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "clip_vision_h.safetensors"}}
+    return nodes
 
 
 REAL_MODEL_NOTE = (
-    "Model files (ComfyUI/models/...):\n"
+    "Model files (ComfyUI/models/...; the missing-model dialog offers each for download):\n"
     "- diffusion_models/wan2.1_i2v_480p_14B_fp16.safetensors (or fp8 / the official 7 shards)\n"
     "- model_patches/{adapter}\n"
     "- audio_encoders/wav2vec2-chinese-base_fp16.safetensors\n"
     "- vae/wan_2.1_vae.safetensors\n"
     "- text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors\n"
-    "- clip_vision/clip_vision_h.safetensors\n"
+    "- clip_vision/clip_vision_h.safetensors (not for dubbing)\n"
 )
+
+_REPACKAGED = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
+# public files the workflows name: file -> (ComfyUI models folder, download URL)
+MODEL_FILES: dict[str, tuple[str, str]] = {
+    "wan2.1_i2v_480p_14B_fp16.safetensors": ("diffusion_models", f"{_REPACKAGED}/diffusion_models/wan2.1_i2v_480p_14B_fp16.safetensors"),
+    "wan2.1_infiniteTalk_single_fp16.safetensors": ("model_patches", f"{_REPACKAGED}/model_patches/wan2.1_infiniteTalk_single_fp16.safetensors"),
+    "wan2.1_infiniteTalk_multi_fp16.safetensors": ("model_patches", f"{_REPACKAGED}/model_patches/wan2.1_infiniteTalk_multi_fp16.safetensors"),
+    "wav2vec2-chinese-base_fp16.safetensors": ("audio_encoders", "https://huggingface.co/Kijai/wav2vec2_safetensors/resolve/main/wav2vec2-chinese-base_fp16.safetensors"),
+    "wan_2.1_vae.safetensors": ("vae", f"{_REPACKAGED}/vae/wan_2.1_vae.safetensors"),
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": ("text_encoders", f"{_REPACKAGED}/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
+    "clip_vision_h.safetensors": ("clip_vision", f"{_REPACKAGED}/clip_vision/clip_vision_h.safetensors"),
+    "lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors": (
+        "loras", "https://huggingface.co/Kijai/WanVideo_comfy/resolve/main/Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors"),
+}
+
+
+def _models_metadata(inputs: dict) -> list[dict]:
+    """The frontend's model metadata ({name, url, directory}) for the model files a node's widgets name."""
+    return [{"name": v, "url": MODEL_FILES[v][1], "directory": MODEL_FILES[v][0]}
+            for v in inputs.values() if isinstance(v, str) and v in MODEL_FILES]
 
 
 def _writer(video, prefix: str) -> dict:
@@ -88,8 +118,8 @@ def workflows() -> dict[str, tuple[dict, str]]:
                                                              "compute_dtype": "auto", "attention": "sdpa"}},
         "2": {"class_type": "TalkGenAudioEncoderLoader", "inputs": {"encoder": DEMO}},
         "3": {"class_type": "TalkGenVAELoader", "inputs": {"vae": DEMO}},
-        "4": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
-        "5": {"class_type": "LoadAudio", "inputs": {"audio": "speech.wav"}},
+        "4": {"class_type": "LoadImage", "inputs": {"image": EXAMPLE_PREFIX + "face.png"}},
+        "5": {"class_type": "LoadAudio", "inputs": {"audio": EXAMPLE_PREFIX + "speech.wav"}},
         "6": {"class_type": "TalkGenAudioEmbeds", "inputs": {"audio_encoder": ["2", 0], "audio_1": ["5", 0],
                                                              "mode": "para", "fps": 25.0, "normalize_loudness": True,
                                                              "target_lufs": -23.0}},
@@ -98,11 +128,11 @@ def workflows() -> dict[str, tuple[dict, str]]:
         "9": _writer(["8", 0], "TalkGen/demo"),
     }
     demo_note = ("Tiny demo: runs on any machine (CPU is fine) with the model embedded in the pack; no downloads.\n"
-                 "Put face.png and speech.wav from the pack's example_inputs/ into ComfyUI/input/.")
+                 "Press Run. The pack puts its example inputs into ComfyUI/input/ as talkgen_*.")
 
     def speech_and_sampler(reference_id: str, reference: dict, **settings) -> dict:
         return {
-            "10": {"class_type": "LoadAudio", "inputs": {"audio": "speech.wav"}},
+            "10": {"class_type": "LoadAudio", "inputs": {"audio": EXAMPLE_PREFIX + "speech.wav"}},
             "11": {"class_type": "TalkGenAudioEmbeds", "inputs": {"audio_encoder": ["2", 0], "audio_1": ["10", 0],
                                                                   "mode": "para", "fps": 25.0,
                                                                   "normalize_loudness": True, "target_lufs": -23.0}},
@@ -113,7 +143,7 @@ def workflows() -> dict[str, tuple[dict, str]]:
 
     i2v = {
         **_real_model_nodes("wan2.1_infiniteTalk_single_fp16.safetensors"),
-        "8": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
+        "8": {"class_type": "LoadImage", "inputs": {"image": EXAMPLE_PREFIX + "face.png"}},
         "9": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["7", 0], "image": ["8", 0], "crop": "none"}},
         **speech_and_sampler("12", {"class_type": "TalkGenReference", "inputs": {"image": ["8", 0], "mode": "single"}}),
         "21": _writer(["20", 0], "TalkGen/infinitetalk"),
@@ -121,8 +151,9 @@ def workflows() -> dict[str, tuple[dict, str]]:
     i2v["20"]["inputs"]["clip_vision_output"] = ["9", 0]
 
     dubbing = {
-        **_real_model_nodes("wan2.1_infiniteTalk_single_fp16.safetensors"),
-        "8": {"class_type": "LoadVideo", "inputs": {"file": "source.mp4"}},
+        **_real_model_nodes("wan2.1_infiniteTalk_single_fp16.safetensors", clip_vision=False),
+        # "video-preview": the frontend's preview widget, which its prompts carry (and the server ignores)
+        "8": {"class_type": "LoadVideo", "inputs": {"file": EXAMPLE_PREFIX + "source.mp4", "video-preview": ""}},
         **speech_and_sampler("12", {"class_type": "TalkGenDubbingSource", "inputs": {"anchor": "chunk_start",
                                                                                      "video": ["8", 0]}}),
         "21": _writer(["20", 0], "TalkGen/dubbed"),
@@ -130,10 +161,10 @@ def workflows() -> dict[str, tuple[dict, str]]:
 
     two = {
         **_real_model_nodes("wan2.1_infiniteTalk_multi_fp16.safetensors"),
-        "8": {"class_type": "LoadImage", "inputs": {"image": "two_people.png"}},
+        "8": {"class_type": "LoadImage", "inputs": {"image": EXAMPLE_PREFIX + "two_people.png"}},
         "9": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["7", 0], "image": ["8", 0], "crop": "none"}},
-        "10": {"class_type": "LoadAudio", "inputs": {"audio": "speech.wav"}},
-        "13": {"class_type": "LoadAudio", "inputs": {"audio": "speech2.wav"}},
+        "10": {"class_type": "LoadAudio", "inputs": {"audio": EXAMPLE_PREFIX + "speech.wav"}},
+        "13": {"class_type": "LoadAudio", "inputs": {"audio": EXAMPLE_PREFIX + "speech2.wav"}},
         "11": {"class_type": "TalkGenAudioEmbeds", "inputs": {"audio_encoder": ["2", 0], "audio_1": ["10", 0],
                                                               "audio_2": ["13", 0], "mode": "add", "fps": 25.0,
                                                               "normalize_loudness": True, "target_lufs": -23.0}},
@@ -146,7 +177,7 @@ def workflows() -> dict[str, tuple[dict, str]]:
 
     lora = {
         **_real_model_nodes("wan2.1_infiniteTalk_single_fp16.safetensors"),
-        "8": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
+        "8": {"class_type": "LoadImage", "inputs": {"image": EXAMPLE_PREFIX + "face.png"}},
         "9": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["7", 0], "image": ["8", 0], "crop": "none"}},
         "15": {"class_type": "TalkGenLoRA", "inputs": {"model": ["1", 0],
                                                        "lora": "lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
@@ -163,10 +194,10 @@ def workflows() -> dict[str, tuple[dict, str]]:
     return {
         "talkgen_demo": (demo, demo_note),
         "infinitetalk_image_to_video": (i2v, REAL_MODEL_NOTE.format(adapter="wan2.1_infiniteTalk_single_fp16.safetensors")
-                                        + "Any length: the video follows the audio; put face.png and speech.wav into input/."),
+                                        + "Any length: the video follows the audio. Pick your own image and voice in the Load nodes."),
         "infinitetalk_video_dubbing": (dubbing, REAL_MODEL_NOTE.format(adapter="wan2.1_infiniteTalk_single_fp16.safetensors")
-                                       + "Sparse-frame dubbing: source.mp4 gives identity, camera and gestures; "
-                                         "speech.wav is the new voice."),
+                                       + "Sparse-frame dubbing: the source video gives identity, camera and gestures; "
+                                         "the audio is the new voice."),
         "multitalk_two_speakers": (two, REAL_MODEL_NOTE.format(adapter="wan2.1_infiniteTalk_multi_fp16.safetensors")
                                    + "Two speakers taking turns (mode add). Speaker 1 = left half, speaker 2 = right "
                                      "half unless boxes or masks are given."),
@@ -207,8 +238,20 @@ def _widget_values(class_type: str, spec: dict, inputs: dict, node_classes: dict
     return values
 
 
+NODE_WIDTH, COLUMN_GAP, ROW_GAP = 360, 60, 50
+
+
+def _node_height(spec: dict) -> int:
+    """Generous height for a node's title, sockets and widgets (the frontend's rows are about 24 px), so
+    stacked nodes never overlap."""
+    sockets = max(len(spec["inputs"]), len(spec["outputs"]))
+    widgets = len(spec["widgets"]) - spec["widgets"].count("upload")
+    return 46 + 24 * sockets + 28 * widgets
+
+
 def api_to_ui(graph: dict, note: str, node_classes: dict[str, type]) -> dict:
-    """The UI (litegraph) document for an API graph: nodes in columns by depth, links from the API links."""
+    """The UI (litegraph) document for an API graph: nodes in columns by depth, stacked by their heights,
+    links from the API links, and model metadata on each loader node."""
     depth: dict[str, int] = {}
 
     def level(node_id: str) -> int:
@@ -218,8 +261,8 @@ def api_to_ui(graph: dict, note: str, node_classes: dict[str, type]) -> dict:
         return depth[node_id]
 
     ids = sorted(graph, key=int)
-    rows: dict[int, int] = {}
-    nodes, links = [], []
+    column_tops: dict[int, int] = {}
+    nodes, links, models = [], [], []
     specs = {i: _node_spec(graph[i]["class_type"], node_classes) for i in ids}
     outgoing: dict[tuple[str, int], list[int]] = {}
     for to_id in ids:
@@ -234,26 +277,72 @@ def api_to_ui(graph: dict, note: str, node_classes: dict[str, type]) -> dict:
     for order, node_id in enumerate(sorted(ids, key=lambda i: (level(i), int(i)))):
         class_type, spec = graph[node_id]["class_type"], specs[node_id]
         column = level(node_id)
-        row = rows.get(column, 0)
-        rows[column] = row + 1
+        top = column_tops.get(column, 60)
+        height = _node_height(spec)
+        column_tops[column] = top + height + ROW_GAP
+        properties: dict = {"Node name for S&R": class_type}
+        node_models = _models_metadata(graph[node_id]["inputs"])
+        if node_models:
+            properties["models"] = node_models
+            models.extend(m for m in node_models if m not in models)
         nodes.append({
-            "id": int(node_id), "type": class_type, "pos": [60 + 380 * column, 60 + 260 * row], "size": [340, 220],
-            "flags": {}, "order": order, "mode": 0,
+            "id": int(node_id), "type": class_type, "pos": [60 + (NODE_WIDTH + COLUMN_GAP) * column, top],
+            "size": [NODE_WIDTH, height], "flags": {}, "order": order, "mode": 0,
             "inputs": [{"name": n, "type": t, "link": link_to.get((node_id, k))} for k, (n, t) in enumerate(spec["inputs"])],
             "outputs": [{"name": n, "type": t, "links": outgoing.get((node_id, k), []), "slot_index": k}
                         for k, (n, t) in enumerate(spec["outputs"])],
-            "properties": {"Node name for S&R": class_type},
+            "properties": properties,
             "widgets_values": _widget_values(class_type, spec, graph[node_id]["inputs"], node_classes),
         })
     note_id = max(int(i) for i in ids) + 1
-    nodes.append({"id": note_id, "type": "Note", "pos": [60, -240], "size": [640, 200], "flags": {},
+    nodes.append({"id": note_id, "type": "Note", "pos": [60, -260], "size": [720, 220], "flags": {},
                   "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
                   "widgets_values": [note]})
-    return {"last_node_id": note_id, "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 300]}}, "version": 0.4}
+    document = {"last_node_id": note_id, "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [],
+                "config": {}, "extra": {"ds": {"scale": 0.7, "offset": [0, 320]}}, "version": 0.4}
+    if models:
+        document["models"] = models
+    return document
+
+
+THUMBNAIL_SOURCES = {"multitalk_two_speakers": "two_people.png"}  # the rest show face.png
+THUMBNAIL_SIZE = (384, 384)
+
+
+def thumbnail(name: str) -> bytes:
+    """The template browser's picture for a workflow: its example input on a dark card, as JPEG."""
+    import io
+
+    from PIL import Image
+
+    source = Image.open(REPO / "example_inputs" / THUMBNAIL_SOURCES.get(name, "face.png")).convert("RGB")
+    card = Image.new("RGB", THUMBNAIL_SIZE, (24, 26, 32))
+    source.thumbnail((THUMBNAIL_SIZE[0] - 32, THUMBNAIL_SIZE[1] - 32))
+    card.paste(source, ((THUMBNAIL_SIZE[0] - source.width) // 2, (THUMBNAIL_SIZE[1] - source.height) // 2))
+    buffer = io.BytesIO()
+    card.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def with_widget_defaults(graph: dict, node_classes: dict[str, type]) -> dict:
+    """The API graph as the frontend's graphToPrompt() writes it: every widget of our nodes has its value,
+    defaults included, in INPUT_TYPES order."""
+    complete = {}
+    for node_id, node in graph.items():
+        inputs = dict(node["inputs"])
+        if node["class_type"] in node_classes:
+            spec = _node_spec(node["class_type"], node_classes)
+            values = _widget_values(node["class_type"], spec, inputs, node_classes)
+            names = [w for w in spec["widgets"] for _ in range(2 if w in SEED_INPUTS else 1)]
+            for name, value in zip(names, values):
+                if name not in inputs and value is not None:
+                    inputs[name] = value
+        complete[node_id] = {"class_type": node["class_type"], "inputs": inputs}
+    return complete
 
 
 def rendered_files() -> dict[str, str]:
+    """Path relative to workflows/ -> text, for every UI workflow and API twin."""
     sys.path.insert(0, str(REPO))
     import importlib.util
 
@@ -264,7 +353,8 @@ def rendered_files() -> dict[str, str]:
     spec.loader.exec_module(module)
     files = {}
     for name, (graph, note) in workflows().items():
-        files[f"{name}.api.json"] = json.dumps(graph, indent=2) + "\n"
+        api = with_widget_defaults(graph, module.NODE_CLASS_MAPPINGS)
+        files[f"api/{name}.json"] = json.dumps(api, indent=2) + "\n"
         files[f"{name}.json"] = json.dumps(api_to_ui(graph, note, module.NODE_CLASS_MAPPINGS), indent=2) + "\n"
     return files
 
@@ -274,6 +364,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only compare with the shipped files")
     args = parser.parse_args()
     stale = []
+    API_WORKFLOWS.mkdir(parents=True, exist_ok=True)
     for name, text in rendered_files().items():
         path = WORKFLOWS / name
         if args.check:
@@ -281,6 +372,13 @@ def main() -> int:
                 stale.append(name)
         else:
             path.write_text(text)
+    for name in workflows():
+        picture = WORKFLOWS / f"{name}.jpg"
+        if args.check:
+            if not picture.is_file():
+                stale.append(picture.name)
+        else:
+            picture.write_bytes(thumbnail(name))
     if stale:
         print("out of date (run python scripts/build_workflows.py):", ", ".join(stale))
         return 1

@@ -7,13 +7,14 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 from helpers.demo_workflow import demo_graph, make_demo_lora
 from helpers.native_doubles import NATIVE_DOUBLES
 from helpers.pack_import import REPO_ROOT, import_pack_like_comfyui
 from helpers.workflow_executor import WorkflowError, run_api_workflow
 
 WORKFLOWS = REPO_ROOT / "workflows"
-API_FILES = sorted(WORKFLOWS.glob("*.api.json"))
+API_FILES = sorted((WORKFLOWS / "api").glob("*.json"))
 NATIVE_UI_TYPES = {"LoadImage", "LoadAudio", "LoadVideo", "VAELoader", "CLIPLoader", "CLIPTextEncode",
                    "CLIPVisionLoader", "CLIPVisionEncode", "Note"}
 
@@ -23,11 +24,48 @@ def pack(tmp_path_factory):
     return import_pack_like_comfyui(tmp_path_factory.mktemp("custom_nodes"))
 
 
-def test_the_five_workflows_ship_as_twins():
-    names = {p.name[: -len(".api.json")] for p in API_FILES}
+def test_the_five_workflows_ship_as_ui_templates_with_api_twins_and_thumbnails():
+    names = {p.stem for p in API_FILES}
     assert len(names) == 5 and any("demo" in n for n in names)
+    assert {p.stem for p in WORKFLOWS.glob("*.json")} == names  # templates: UI workflows only
     for name in names:
-        assert (WORKFLOWS / f"{name}.json").is_file(), f"{name}.json (UI twin) is missing"
+        ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
+        assert "nodes" in ui and "links" in ui, f"{name}.json is not a UI workflow"
+        with Image.open(WORKFLOWS / f"{name}.jpg") as thumbnail:
+            assert thumbnail.format == "JPEG" and min(thumbnail.size) >= 128
+
+
+def _boxes_overlap(a: dict, b: dict) -> bool:
+    (ax, ay), (aw, ah) = a["pos"], a["size"]
+    (bx, by), (bw, bh) = b["pos"], b["size"]
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+@pytest.mark.parametrize("api_file", API_FILES, ids=lambda p: p.stem)
+def test_ui_nodes_do_not_overlap_and_every_loader_is_used(api_file):
+    ui = json.loads((WORKFLOWS / api_file.name).read_text())
+    nodes = ui["nodes"]
+    overlapping = [(a["id"], b["id"]) for i, a in enumerate(nodes) for b in nodes[i + 1:] if _boxes_overlap(a, b)]
+    assert overlapping == []
+    used = {link[1] for link in ui["links"]}
+    unused = [n["type"] for n in nodes if ("Load" in n["type"] or "Encode" in n["type"]) and n["id"] not in used]
+    assert unused == [], f"loaders whose outputs go nowhere: {unused}"
+
+
+@pytest.mark.parametrize("api_file", API_FILES, ids=lambda p: p.stem)
+def test_model_files_carry_folder_and_download_metadata(api_file):
+    ui = json.loads((WORKFLOWS / api_file.name).read_text())
+    model_values = {v for n in ui["nodes"] for v in n["widgets_values"] if isinstance(v, str)
+                    and v.endswith(".safetensors")}
+    listed = {m["name"]: m for m in ui.get("models", [])}
+    assert model_values <= set(listed)
+    for model in listed.values():
+        assert model["directory"] in {"diffusion_models", "model_patches", "audio_encoders", "vae", "text_encoders",
+                                      "clip_vision", "loras"}
+        assert model["url"].startswith("https://huggingface.co/") and model["url"].endswith(model["name"])
+    for node in ui["nodes"]:
+        for model in node["properties"].get("models", []):
+            assert model["name"] in node["widgets_values"]
 
 
 def test_ui_twins_are_generated_from_the_api_graphs():
@@ -36,9 +74,9 @@ def test_ui_twins_are_generated_from_the_api_graphs():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("api_file", API_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("api_file", API_FILES, ids=lambda p: p.stem)
 def test_ui_twin_is_consistent(api_file, pack):
-    ui = json.loads(api_file.with_name(api_file.name.replace(".api.json", ".json")).read_text())
+    ui = json.loads((WORKFLOWS / api_file.name).read_text())
     api = json.loads(api_file.read_text())
     known = set(pack.NODE_CLASS_MAPPINGS) | NATIVE_UI_TYPES
     assert {n["type"] for n in ui["nodes"]} <= known
@@ -57,7 +95,7 @@ def test_executor_refuses_an_unknown_input(pack):
         run_api_workflow(graph, pack.NODE_CLASS_MAPPINGS)
 
 
-@pytest.mark.parametrize("api_file", API_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("api_file", API_FILES, ids=lambda p: p.stem)
 def test_api_workflow_runs_on_the_demo_model(api_file, pack, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # outside ComfyUI the writer saves under ./output
     lora = make_demo_lora(tmp_path / "loras" / "demo-lora.safetensors")
