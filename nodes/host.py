@@ -25,11 +25,18 @@ def inside_comfyui() -> bool:
     return _host_module("comfy.model_management") is not None
 
 
-class Progress:
-    """Progress for one node run: ComfyUI's ProgressBar inside the host, nothing outside.
+class _CancelLatch:
+    """A Cancel that ComfyUI's progress hook already consumed.
 
-    Inside the server every ProgressBar update also checks for a pending Cancel.
-    """
+    The server's hook behind every ProgressBar update clears the interrupt flag and raises. Caught in
+    ``Progress.set``, the Cancel is kept here instead, so the chunk loop stops at its next check with what it
+    kept (and says so), and the node then raises ComfyUI's interrupt itself."""
+
+    pending = False
+
+
+class Progress:
+    """Progress for one node run: ComfyUI's ProgressBar inside the host, nothing outside."""
 
     def __init__(self, total: int) -> None:
         utils = _host_module("comfy.utils")
@@ -40,20 +47,30 @@ class Progress:
         if self._bar is None:
             return
         preview = ("JPEG", preview_image, 512) if preview_image is not None else None
-        self._bar.update_absolute(min(int(value), self.total), self.total, preview)
+        mm = _host_module("comfy.model_management")
+        try:
+            self._bar.update_absolute(min(int(value), self.total), self.total, preview)
+        except Exception as exc:
+            if mm is None or not isinstance(exc, mm.InterruptProcessingException):
+                raise
+            _CancelLatch.pending = True
 
 
 def raise_if_cancelled() -> None:
     """Raise ComfyUI's interrupt exception when the user pressed Cancel; no-op outside the host."""
     mm = _host_module("comfy.model_management")
-    if mm is not None:
-        mm.throw_exception_if_processing_interrupted()
+    if mm is None:
+        return
+    if _CancelLatch.pending:
+        _CancelLatch.pending = False
+        raise mm.InterruptProcessingException()
+    mm.throw_exception_if_processing_interrupted()
 
 
 def cancel_requested() -> bool:
-    """Whether the user pressed Cancel (read only; the flag stays set for ComfyUI's own check)."""
+    """Whether the user pressed Cancel (read only: the flag stays set for ComfyUI's own check)."""
     mm = _host_module("comfy.model_management")
-    return bool(mm is not None and mm.processing_interrupted())
+    return bool(mm is not None and (_CancelLatch.pending or mm.processing_interrupted()))
 
 
 def compute_device() -> torch.device:
@@ -104,6 +121,25 @@ def model_folder(kind: str) -> list[Path]:
         return []
 
 
+MODEL_FOLDERS = ("diffusion_models", "model_patches", "audio_encoders", "vae", "loras")
+
+
+def register_model_folders(kinds: tuple[str, ...] = MODEL_FOLDERS) -> list[str]:
+    """Register each model folder the loaders read that the host does not know yet (hosts older than the
+    native InfiniteTalk support lack ``model_patches`` and ``audio_encoders``), so the loaders' lists,
+    ``extra_model_paths.yaml`` and the frontend's model panel all name it. Returns the kinds added."""
+    folder_paths = _host_module("folder_paths")
+    if folder_paths is None:
+        return []
+    added = []
+    for kind in kinds:
+        if kind not in folder_paths.folder_names_and_paths:
+            folder_paths.folder_names_and_paths[kind] = (
+                [str(Path(folder_paths.models_dir) / kind)], set(folder_paths.supported_pt_extensions))
+            added.append(kind)
+    return added
+
+
 def model_files(kind: str) -> list[str]:
     """File names ComfyUI lists for a model kind (for COMBO inputs); empty outside the host."""
     folder_paths = _host_module("folder_paths")
@@ -151,6 +187,12 @@ def next_output_path(filename_prefix: str, extension: str) -> tuple[Path, dict[s
     path = folder / f"{prefix.name}_{counter:05d}.{extension}"
     subfolder = str(folder.relative_to(root.resolve())) if folder != root.resolve() else ""
     return path, {"filename": path.name, "subfolder": subfolder, "type": "output"}
+
+
+def input_directory() -> Path | None:
+    """ComfyUI's input folder (where LoadImage / LoadAudio look); None outside the host."""
+    folder_paths = _host_module("folder_paths")
+    return Path(folder_paths.get_input_directory()) if folder_paths is not None else None
 
 
 def temp_directory() -> Path:

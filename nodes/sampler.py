@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 
 from PIL import Image
 
+from talkgen_core.files.guard import inside
 from talkgen_core.models.lora import applied_loras
 from talkgen_core.pipeline import Models, generate
+from talkgen_core.sampling.jobdir import remove_job
 from talkgen_core.sampling.solvers import SOLVERS
 from talkgen_core.sampling.streaming import Cancelled, StreamProgress
 from talkgen_core.video.writer import frames_to_uint8
@@ -19,22 +22,41 @@ from .types import ANY_VAE, CATEGORY, MODEL, REFERENCE, SPEAKER_MASKS, SPEECH
 from .vae_adapter import as_video_autoencoder
 
 SIZES = ["auto", "480p", "720p", "demo"]
+AUTO_JOB_DIR = ("", "auto")
+LOG = logging.getLogger("talkgen")
+
+
+def job_root(job_dir: str) -> tuple[Path, bool]:
+    """The parent of this run's job folder, and whether it is the automatic one.
+
+    Empty or "auto": ComfyUI's temp folder, ``talkgen/jobs``. A name: that folder inside ComfyUI's output
+    folder (absolute paths and ``..`` refused). Either way the run's own folder below it is named by the job
+    key (inputs and settings), so the same prompt queued again resumes and other inputs never collide.
+    """
+    name = job_dir.strip()
+    if name.lower() in AUTO_JOB_DIR:
+        return host.temp_directory() / "talkgen" / "jobs", True
+    return inside(host.output_directory(), name, "job_dir"), False
 
 
 class _NodeProgress:
-    """Turns the sampler's per-step reports into one ComfyUI progress bar over all steps of all chunks."""
+    """Turns the sampler's reports into one ComfyUI progress bar over all steps of all chunks; a long step
+    moves the bar too (``TICKS_PER_STEP`` ticks, from the sampler's "block" reports)."""
+
+    TICKS_PER_STEP = 10
 
     def __init__(self) -> None:
         self.bar: host.Progress | None = None
 
     def __call__(self, report: StreamProgress) -> None:
-        total = report.num_chunks * report.num_steps
+        total = report.num_chunks * report.num_steps * self.TICKS_PER_STEP
         if self.bar is None:
             self.bar = host.Progress(total)
         preview = None
         if report.preview is not None:  # each finished chunk shows its last frame on the node
             preview = Image.fromarray(frames_to_uint8(report.preview[None])[0])
-        self.bar.set(report.chunk * report.num_steps + report.step, preview_image=preview)
+        steps = report.chunk * report.num_steps + report.step + report.step_fraction
+        self.bar.set(int(steps * self.TICKS_PER_STEP), preview_image=preview)
 
 
 class Sampler:
@@ -103,9 +125,12 @@ class Sampler:
                 "speaker_masks": (SPEAKER_MASKS, {"tooltip": "from TalkGen Speaker Masks, for two or more speakers"}),
                 "apg": ("BOOLEAN", {"default": False, "tooltip": "adaptive projected guidance: fewer artefacts at "
                                                                  "high CFG"}),
-                "job_dir": ("STRING", {"default": "", "tooltip": "folder for chunk latents and a manifest; a run "
-                                                                 "with the same settings resumes from the last "
-                                                                 "finished chunk. Empty = not resumable"}),
+                "job_dir": ("STRING", {"default": "", "tooltip": "where finished chunks are kept so a cancelled or "
+                                                                 "crashed run resumes when the same prompt is queued "
+                                                                 "again. Empty (or auto) = ComfyUI's temp folder, "
+                                                                 "cleared after a finished run; a name = that folder "
+                                                                 "in ComfyUI's output folder, kept. Each set of "
+                                                                 "inputs and settings gets its own sub-folder"}),
             },
         }
 
@@ -116,8 +141,8 @@ class Sampler:
         models = Models(dit=module, vae=as_video_autoencoder(vae), wav2vec2=None,
                         names={"dit": model.dit.name}, is_demo=model.dit.is_demo,
                         random_weights=model.dit.random_weights)
-        folder = Path(job_dir) if job_dir.strip() else host.temp_directory() / "talkgen" / uuid.uuid4().hex
-        out = folder / "video.mp4"
+        root, automatic = job_root(job_dir)
+        out = host.temp_directory() / "talkgen" / "videos" / f"{uuid.uuid4().hex}.mp4"
         clip = None if clip_vision_output is None else clip_vision_output.penultimate_hidden_states
         try:
             with applied_loras(module, model.dit.loras):
@@ -130,13 +155,19 @@ class Sampler:
                     text_context=None if positive is None else positive[0][0],
                     negative_context=None if negative is None else negative[0][0],
                     clip_features=clip, speaker_masks=speaker_masks,
-                    job_dir=folder if job_dir.strip() else None, resume=bool(job_dir.strip()),
+                    job_root=root,
                     models=models, device=host.compute_device(), progress=_NodeProgress(),
                     cancel=host.cancel_requested,
                 )
-        except Cancelled:
+        except Cancelled as cancelled:
+            LOG.warning("TalkGen Streaming Sampler: %s (queue the same prompt again)", cancelled)
             host.raise_if_cancelled()  # ComfyUI's own interrupt; finished chunks stay in the job folder
             raise
+        if result.replayed_chunks:
+            LOG.info("TalkGen Streaming Sampler: resumed, %d of %d chunks taken from the job folder %s",
+                     result.replayed_chunks, result.chunks, result.job_path)
+        if automatic and result.job_path is not None:
+            remove_job(result.job_path)  # the video is written: its latents are only temp clutter now
         return (host.video_from_file(result.path), result.frames, result.fps)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from talkgen_core.audio.soundtrack import SOUNDTRACK_CHOICES
 from talkgen_core.conditioning.speech import SpeechEmbeds, embed_speech, parse_times
 
 from .types import AUDIO_ENCODER, CATEGORY, SPEECH
@@ -22,7 +23,8 @@ class AudioEmbeds:
     RETURN_NAMES = ("speech", "soundtrack", "frames")
     OUTPUT_TOOLTIPS = (
         "per-speaker speech features for TalkGen Sampler",
-        "the speakers mixed on their timeline (16 kHz), for the video's soundtrack",
+        "the video's soundtrack: the voices as given (their own rate, channels and level) placed on their timeline, "
+        "or the encoder's 16 kHz mono normalised mix (soundtrack = normalized)",
         "number of video frames the audio covers: round(seconds x fps)",
     )
     FUNCTION = "embed"
@@ -52,20 +54,25 @@ class AudioEmbeds:
                 **optional,
                 "start_times": ("STRING", {"default": "", "tooltip": "timeline mode: start of each speaker in seconds, "
                                                                       "comma separated (e.g. 0, 4.5)"}),
+                "soundtrack": (list(SOUNDTRACK_CHOICES), {
+                    "default": "original",
+                    "tooltip": "what the video carries: original = the voices as given (own rate, channels, level); "
+                               "normalized = the 16 kHz mono loudness-normalised copy the encoder hears"}),
             },
         }
 
     def embed(self, audio_encoder, audio_1, mode, fps, normalize_loudness, target_lufs,
-              audio_2=None, audio_3=None, audio_4=None, start_times=""):
+              audio_2=None, audio_3=None, audio_4=None, start_times="", soundtrack="original"):
         audios = [audio_1, audio_2, audio_3, audio_4]
         while audios and audios[-1] is None:
             audios.pop()
         speech: SpeechEmbeds = embed_speech(
             audio_encoder, audios, mode=mode, fps=fps,
             starts_seconds=parse_times(start_times, "start_times") if mode == "timeline" else None,
-            target_lufs=target_lufs if normalize_loudness else None,
+            target_lufs=target_lufs if normalize_loudness else None, soundtrack=soundtrack,
         )
-        return (speech, {"waveform": speech.mix[None, None], "sample_rate": speech.sample_rate}, speech.frames)
+        track = speech.soundtrack
+        return (speech, {"waveform": track.samples[None], "sample_rate": track.sample_rate}, speech.frames)
 
 
 NODES = [AudioEmbeds]

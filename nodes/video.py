@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
-import uuid
+import contextlib
+from typing import Iterator
 
+from talkgen_core.files.atomic import TempFile
 from talkgen_core.video.save import save_video
 
 from . import host
 from .types import CATEGORY
 
 
-def _video_path(video) -> str:
-    """A ComfyUI VIDEO (or, outside the host, a path) as a file path, saving in-memory videos to temp first."""
+@contextlib.contextmanager
+def _video_path(video) -> Iterator[str]:
+    """A ComfyUI VIDEO (or, outside the host, a path) as a file path for the block. An in-memory video is
+    saved to a temp copy first, and that copy is removed afterwards (copies used to pile up in temp)."""
     if isinstance(video, str):
-        return video
+        yield video
+        return
     source = video.get_stream_source()
     if isinstance(source, str):
-        return source
-    path = host.temp_directory() / "talkgen" / f"{uuid.uuid4().hex}.mp4"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    video.save_to(str(path))
-    return str(path)
+        yield source
+        return
+    copy = TempFile(host.temp_directory() / "talkgen" / "video.mp4")
+    try:
+        copy.handle.close()
+        video.save_to(str(copy.path))
+        yield str(copy.path)
+    finally:
+        copy.discard()
 
 
 class VideoWriter:
@@ -61,15 +70,16 @@ class VideoWriter:
         if (video is None) == (images is None):
             raise ValueError("TalkGen Video Writer: connect exactly one of video or images")
         path, record = host.next_output_path(filename_prefix, "mp4")
-        written = save_video(
-            path,
-            source=_video_path(video) if video is not None else None,
-            images=images,
-            fps=fps,
-            audio=None if audio is None else audio["waveform"],
-            sample_rate=None if audio is None else int(audio["sample_rate"]),
-            crf=crf,
-        )
+        with _video_path(video) if video is not None else contextlib.nullcontext() as source:
+            written = save_video(
+                path,
+                source=source,
+                images=images,
+                fps=fps,
+                audio=None if audio is None else audio["waveform"],
+                sample_rate=None if audio is None else int(audio["sample_rate"]),
+                crf=crf,
+            )
         return {"ui": {"images": [record], "animated": (True,)}, "result": (host.video_from_file(written.path),)}
 
 

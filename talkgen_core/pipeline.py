@@ -22,9 +22,11 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from talkgen_core.files.guard import refuse_overwriting_inputs
+from talkgen_core.files.lock import FolderLock
 from talkgen_core.sampling.chunks import ChunkPlan
 from talkgen_core.sampling.guidance import APGConfig, GuidanceConfig
-from talkgen_core.sampling.jobdir import JobDir, hash_inputs
+from talkgen_core.sampling.jobdir import JobDir, hash_inputs, job_key
 from talkgen_core.sampling.references import (
     ImageInput, KeyframeReferences, PerChunkReferences, ReferenceProvider, StillReference, VideoReferences,
     to_pixels,
@@ -34,6 +36,7 @@ from talkgen_core.sampling.sizes import resolve_size
 from talkgen_core.sampling.streaming import (
     StreamConditioning, StreamingSampler, StreamProgress, StreamSettings,
 )
+from talkgen_core.validation import check_generate_call
 from talkgen_core.video.writer import FrameCollector, FrameSink, Mp4Writer
 
 AudioInput = Union[str, Path, torch.Tensor, dict]  # a file, a 16 kHz mono waveform [S], or a ComfyUI AUDIO dict
@@ -92,6 +95,7 @@ class GenerateResult:
     height: int
     audio_seconds: float
     images: Optional[torch.Tensor] = None  # [T, H, W, 3] in [0, 1] when neither out nor sink was given
+    job_path: Optional[Path] = None  # the job folder, when the run used one
 
 
 def load_demo_models(device: Union[str, torch.device] = "cpu", weights_dir: Path = WEIGHTS_DIR) -> Models:
@@ -161,46 +165,58 @@ def cpu_threads(count: Optional[int]) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _load_waveform(audio: AudioInput) -> torch.Tensor:
-    from talkgen_core.audio import load_audio
+def _load_voice(audio: AudioInput):
+    """The encoder's 16 kHz mono copy and the soundtrack of one speaker (a tensor is both as given; a file's
+    are kept on disk, so a voice of any length takes bounded RAM)."""
+    from talkgen_core.audio import Soundtrack, Voice
+    from talkgen_core.audio.load import spill_voice
 
     if isinstance(audio, torch.Tensor):
         wave = audio.detach().float().reshape(-1) if audio.ndim == 1 or audio.shape[0] == 1 else None
         if wave is None:
             raise ValueError(f"audio tensors must be mono 16 kHz [S], got shape {tuple(audio.shape)}")
-        return wave
-    return load_audio(audio, sample_rate=SAMPLE_RATE)
+        return Voice(wave, Soundtrack(wave[None], SAMPLE_RATE))
+    return spill_voice(audio, sample_rate=SAMPLE_RATE)
 
 
 @dataclass
 class _Speech:
-    features: torch.Tensor  # [P, T, L, D] per speaker, one row per output frame
-    mix: torch.Tensor  # [S] soundtrack at SAMPLE_RATE
+    features: Any  # [P, T, L, D] per speaker, one row per output frame: a tensor, or audio.spill.SpilledStack
+    soundtrack: Any  # talkgen_core.audio.Soundtrack: [C, S] at its own rate, what the video carries
     seconds: float
-    identity: torch.Tensor  # what the job hash uses: the placed tracks [P, S], or given features
+    identity: Any  # what the job hash uses: the placed tracks [P, S] (audio.spill.SpilledStack), or given features
 
 
-def _speech(models: Models, audio, speech, mode: str, fps: float, window_s: Optional[float]) -> _Speech:
-    """Pre-encoded speech (``SpeechEmbeds``: features + mix) as given, or the audio placed on one timeline
-    and encoded per speaker."""
+def _speech(models: Models, audio, speech, mode: str, fps: float, window_s: Optional[float],
+            soundtrack: str = "original") -> _Speech:
+    """Pre-encoded speech (``SpeechEmbeds``: features + soundtrack) as given, or the audio placed on one timeline
+    and encoded per speaker; ``soundtrack`` picks the voices as given or the encoder's normalised mix."""
+    from talkgen_core.audio import Soundtrack
+    from talkgen_core.audio.soundtrack import check_choice, speech_soundtrack
+
+    check_choice(soundtrack)
     if speech is not None:
         if audio is not None:
             raise ValueError("give either audio (files or waveforms) or speech (already encoded), not both")
         if abs(float(speech.fps) - fps) > 1e-6:
             raise ValueError(f"the speech was encoded at {speech.fps} fps but the video is {fps} fps; re-encode it "
                              "at the output frame rate")
-        return _Speech(speech.features.float(), speech.mix, speech.mix.numel() / SAMPLE_RATE, speech.features)
-    from talkgen_core.audio import arrange_speakers, encode_speakers
+        track = getattr(speech, "soundtrack", None) or Soundtrack(speech.mix[None], SAMPLE_RATE)
+        return _Speech(speech.features.float(), track, speech.mix.numel() / SAMPLE_RATE, speech.features)
+    from talkgen_core.audio.speakers import arrange_speakers_on_disk, encode_speakers_to_disk
 
     audios = list(audio) if isinstance(audio, (list, tuple)) else ([] if audio is None else [audio])
     if not audios:
         raise ValueError("no audio given; pass at least one audio file or waveform (--audio)")
     if models.wav2vec2 is None:
         raise ValueError("these models have no audio encoder; pass speech= (pre-encoded) instead of audio=")
-    layout = arrange_speakers([_load_waveform(a) for a in audios], mode, sample_rate=SAMPLE_RATE, fps=fps)
+    voices = [_load_voice(a) for a in audios]
+    layout = arrange_speakers_on_disk([v.waveform for v in voices], mode, sample_rate=SAMPLE_RATE, fps=fps)
+    track = speech_soundtrack(voices, layout, soundtrack)
+    del voices  # their 16 kHz copies are in layout.tracks now; only the soundtrack is kept while encoding
     window = {} if window_s is None else {"window_seconds": window_s}
-    features = encode_speakers(models.wav2vec2, layout, fps=fps, **window).float()
-    return _Speech(features, layout.mix, layout.num_samples / SAMPLE_RATE, layout.tracks)
+    features = encode_speakers_to_disk(models.wav2vec2, layout, fps=fps, **window)  # on disk: long audio, flat RAM
+    return _Speech(features, track, layout.num_samples / SAMPLE_RATE, layout.tracks)
 
 
 def _check_audio_fits(models: Models, features: torch.Tensor) -> None:
@@ -267,17 +283,22 @@ def _inputs_hash(image, images, video, keyframe_times, speech: torch.Tensor, *ex
     return hash_inputs([*pictures, source, keyframe_times, speech, *extra])
 
 
+def _input_files(image, images, video, audio) -> list[tuple[str, object]]:
+    """The inputs that may be files, named as the errors name them."""
+    audios = list(audio) if isinstance(audio, (list, tuple)) else [audio]
+    return [("image", image), *(("image", im) for im in (images if images is not None else [])), ("video", video),
+            *((f"audio {i + 1}" if len(audios) > 1 else "audio", a) for i, a in enumerate(audios))]
+
+
 def _run_into(sampler: StreamingSampler, sink: FrameSink, job: Optional[JobDir],
               progress: Optional[Callable[[StreamProgress], None]], cancel: Optional[Callable[[], bool]]):
-    """Run the chunk loop into the sink and close it; on an error or cancel an mp4 keeps what was rendered."""
+    """Run the chunk loop into the sink and close it. On an error or cancel an mp4 is dropped (a short video at
+    the output name would look finished); the finished chunks stay in the job folder, so a rerun resumes."""
     try:
         result = sampler.run(sink, job=job, progress=progress, cancel=cancel)
     except BaseException:
-        if isinstance(sink, Mp4Writer):  # a shorter but valid video; nothing rendered is lost
-            if sink.frames_written:
-                sink.close()
-            else:
-                sink.abort()
+        if isinstance(sink, Mp4Writer):
+            sink.abort()
         raise
     sink.close()
     return result
@@ -292,6 +313,7 @@ def generate(
     keyframe_times: Optional[Sequence[float]] = None,
     video: Optional[Union[str, Path, Any]] = None,  # a file, or a FrameSequence (frames in memory)
     audio_mode: str = "para",
+    soundtrack: str = "original",
     out: Optional[Union[str, Path]] = None,
     sink: Optional[FrameSink] = None,
     fps: float = 25.0,
@@ -317,6 +339,7 @@ def generate(
     audio_scale: Union[float, torch.Tensor] = 1.0,
     job_dir: Optional[Union[str, Path]] = None,
     resume: bool = False,
+    job_root: Optional[Union[str, Path]] = None,
     models: Optional[Models] = None,
     device: Optional[Union[str, torch.device]] = None,
     threads: Optional[int] = None,
@@ -329,16 +352,32 @@ def generate(
     ``keyframe_times`` seconds) or ``video`` (sparse-frame dubbing; SDEdit from its latents when
     ``sdedit_strength`` < 1). ``audio``: one source or a list, one per speaker, combined by ``audio_mode``
     ("para" simultaneous, "add" one after the other); or ``speech``, already encoded (features + soundtrack,
-    at ``fps``), so the run needs no audio encoder. Output: ``out`` (mp4 with the audio), else ``sink``,
+    at ``fps``), so the run needs no audio encoder. ``soundtrack``: what the mp4 carries, "original" (the audio
+    as given: its own rate, channels and level) or "normalized" (the encoder's 16 kHz mono copy). Output: ``out`` (mp4 with the audio), else ``sink``,
     else the frames are returned in ``GenerateResult.images``. ``text_context`` / ``negative_context`` are
     prompt states ``[1, L, text_dim]`` (zeros when absent); ``clip_encoder`` maps each chunk's reference
     frame ``[3, H, W]`` to CLIP states ``[1, 257, clip_dim]``; ``clip_features`` are fixed CLIP states for
     every chunk (e.g. of the one reference image); none when both are absent. ``job_dir`` + ``resume`` make the run resumable.
+    ``job_root`` instead: a parent folder in which the run gets the subfolder named by its job key (a hash of
+    the inputs and settings, :func:`~talkgen_core.sampling.jobdir.job_key`) and resumes whatever is there, so
+    an identical re-run continues with no editing and any other job gets a folder of its own. Either way the
+    job folder is locked for the run (a second process on it gets :class:`~talkgen_core.files.lock.FolderInUse`).
     ``threads``: torch CPU threads during the run; None picks 1 for the demo model on the CPU (its tiny
     convolutions gain nothing from more threads, and OpenMP threads spinning on a busy machine made runs
     ~10x slower in our measurements) and leaves the setting alone otherwise.
     """
     started = time.perf_counter()
+    check_generate_call(
+        dict(fps=fps, size=size, steps=steps, shift=shift, solver=solver, text_cfg=text_cfg, audio_cfg=audio_cfg,
+             chunk_frames=chunk_frames, context_frames=context_frames, seed=seed, context_mode=context_mode,
+             colour_strength=colour_strength, sdedit_strength=sdedit_strength, reference_anchor=reference_anchor,
+             audio_scale=audio_scale, threads=threads),
+        image, images, keyframe_times, video,
+    )  # before any model is loaded or audio encoded: a bad input fails in a second, not after the audio phase
+    if out is not None:  # writing the output must never destroy an input
+        refuse_overwriting_inputs(out, _input_files(image, images, video, audio))
+    if job_dir is not None and job_root is not None:
+        raise ValueError("give job_dir (the job folder itself) or job_root (a parent for per-job folders), not both")
     device = torch.device(device) if device is not None else torch.device("cpu")
     models = models or load_demo_models(device)
     if isinstance(models.vae, nn.Module):  # a VAE loaded elsewhere (e.g. a loader node) joins the run's device
@@ -352,7 +391,7 @@ def generate(
         if clip_features is not None:
             fixed_clip = clip_features
             clip_encoder = lambda reference: fixed_clip  # noqa: E731
-        voice = _speech(models, audio, speech, audio_mode, fps, preset.audio_window_s)
+        voice = _speech(models, audio, speech, audio_mode, fps, preset.audio_window_s, soundtrack)
         features = voice.features
         _check_audio_fits(models, features)
         references, (height, width) = _references(
@@ -361,6 +400,7 @@ def generate(
         if hasattr(speaker_masks, "at_size"):  # SpeakerMasks: fitted to the video like the reference image
             audio_scale = speaker_masks.strengths * torch.as_tensor(audio_scale, dtype=torch.float32)
             speaker_masks = speaker_masks.at_size(height, width)
+        held = contextlib.ExitStack()  # the job folder's lock, released however the run ends
         try:
             settings = _stream_settings(preset, (height, width), steps=steps, shift=shift, solver=solver,
                                         text_cfg=text_cfg, audio_cfg=audio_cfg, apg=apg, seed=seed,
@@ -379,7 +419,7 @@ def generate(
             sampler = StreamingSampler(models.dit, models.vae, plan, fps, references, conditioning, settings, device)
 
             job = None
-            if job_dir is not None:
+            if job_dir is not None or job_root is not None:
                 manifest_settings = {
                     "stream": settings.to_dict(), "fps": fps, "size": [height, width], "chunk_frames": chunk_frames,
                     "context_frames": context_frames, "audio_mode": audio_mode, "reference_anchor": reference_anchor,
@@ -387,17 +427,22 @@ def generate(
                 }  # fmt: skip
                 inputs_hash = _inputs_hash(image, images, video, keyframe_times, voice.identity, text_context,
                                            negative_context, clip_features, speaker_masks, audio_scale)
-                job = JobDir(job_dir, manifest_settings, inputs_hash, plan.num_chunks, resume=resume)
+                folder = Path(job_dir) if job_dir is not None else (
+                    Path(job_root) / job_key(manifest_settings, inputs_hash, plan.num_chunks))
+                held.enter_context(FolderLock(folder, "job folder"))
+                job = JobDir(folder, manifest_settings, inputs_hash, plan.num_chunks,
+                             resume=resume or job_root is not None)
 
             collector = None
             if out is not None:
-                sink = Mp4Writer(out, fps=fps, audio=voice.mix, sample_rate=SAMPLE_RATE)
+                sink = Mp4Writer(out, fps=fps, audio=voice.soundtrack.samples, sample_rate=voice.soundtrack.sample_rate)
             elif sink is None:
                 sink = collector = FrameCollector()
             audio_seconds = voice.seconds
             del voice  # the soundtrack is in the writer's temp file now: keep no copy while rendering
             result = _run_into(sampler, sink, job, progress, cancel)
         finally:
+            held.close()
             if isinstance(references, VideoReferences):
                 references.close()
         return GenerateResult(
@@ -411,4 +456,5 @@ def generate(
             height=height,
             audio_seconds=audio_seconds,
             images=collector.images() if collector is not None else None,
+            job_path=job.path if job is not None else None,
         )

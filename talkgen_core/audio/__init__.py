@@ -1,6 +1,7 @@
 """Audio pipeline: any audio or video file to frame-aligned wav2vec2 features, for one or many speakers.
 
     load_audio(source, sample_rate=16000, target_lufs=-23.0) -> Tensor [S]   mono float32
+    load_voice(source, ...) -> Voice(waveform [S], soundtrack: the audio as decoded, for the video)
     build_wav2vec2(name_or_config, device="cpu", weights=None) -> Wav2Vec2Model
     encode_speech(model, waveform, fps=25.0, sample_rate=16000, window_seconds=60.0) -> [T, L, D]
     frame_windows(features, start, length) -> [length, 5, L, D]
@@ -15,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "load_audio": ".load",
+    "load_voice": ".load",
+    "Voice": ".load",
+    "Soundtrack": ".soundtrack",
+    "mix_soundtracks": ".soundtrack",
     "decode_audio": ".decode",
     "DecodedAudio": ".decode",
     "AudioInputError": ".errors",
@@ -44,8 +49,9 @@ if TYPE_CHECKING:
     from .encode import encode_speech, video_frame_count
     from .encoder_configs import WAV2VEC2_CONFIGS, Wav2Vec2Config, get_wav2vec2_config
     from .errors import AudioInputError
-    from .load import load_audio
+    from .load import Voice, load_audio, load_voice
     from .loudness import integrated_loudness, normalize_loudness
+    from .soundtrack import Soundtrack, mix_soundtracks
     from .speakers import SpeakerLayout, arrange_speakers, encode_speakers, null_speech_features
     from .wav2vec2 import Wav2Vec2Model, build_wav2vec2
     from .wav2vec2_weights import load_wav2vec2_weights

@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import AudioInputError
 from .resample import check_sample_rate
+from .spill import SpillRows, SpilledSamples
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ DEFAULT_MAX_DURATION_S = 6 * 3600.0
 class DecodedAudio:
     """Samples as decoded, before downmix, resampling or loudness changes."""
 
-    samples: np.ndarray  # [C, S] float32, nominally in [-1, 1]
+    samples: np.ndarray | SpilledSamples  # [C, S] float32, nominally in [-1, 1]; on disk from decode_audio_to_disk
     sample_rate: int
     name: str  # the path, or "AUDIO input", for error messages
 
@@ -73,6 +74,20 @@ def decode_audio(
     )
 
 
+def decode_audio_to_disk(
+    source: AudioSource,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+) -> DecodedAudio:
+    """As :func:`decode_audio`, a file's samples written to a temp file as they are decoded
+    (:class:`~talkgen_core.audio.spill.SpilledSamples`), so decoding holds one block, not the track. A
+    ComfyUI dict is already in memory and is returned as :func:`decode_audio` gives it."""
+    if isinstance(source, (str, os.PathLike)):
+        return _decode_file(Path(source), timeout_s=timeout_s, max_duration_s=max_duration_s, to_disk=True)
+    return decode_audio(source, timeout_s=timeout_s, max_duration_s=max_duration_s)
+
+
 def _from_comfy_dict(audio: Mapping[str, Any]) -> DecodedAudio:
     name = describe_source(audio)
     if "waveform" not in audio or "sample_rate" not in audio:
@@ -104,7 +119,7 @@ def _from_comfy_dict(audio: Mapping[str, Any]) -> DecodedAudio:
     return DecodedAudio(samples=np.ascontiguousarray(samples), sample_rate=int(rate), name=name)
 
 
-def _decode_file(path: Path, *, timeout_s: float, max_duration_s: float) -> DecodedAudio:
+def _decode_file(path: Path, *, timeout_s: float, max_duration_s: float, to_disk: bool = False) -> DecodedAudio:
     import av  # imported here: PyAV loads FFmpeg's libraries, which is slow for a package import
 
     name = str(path)
@@ -130,24 +145,36 @@ def _decode_file(path: Path, *, timeout_s: float, max_duration_s: float) -> Deco
             raise AudioInputError(f"{name} has no audio track (it holds {kinds}); pick a file with sound "
                                   "or add an audio track")
         stream = container.streams.audio[0]
-        chunks, rate, bad_packets = _decode_stream(container, stream, name, deadline, timeout_s, max_duration_s)
+        blocks, rate, bad_packets = _decode_stream(container, stream, name, deadline, timeout_s, max_duration_s,
+                                                   to_disk)
 
-    if not chunks:
+    if blocks is None or not blocks.total:
         detail = f" ({bad_packets} packets failed to decode)" if bad_packets else ""
         raise AudioInputError(f"no audio samples could be decoded from {name}{detail}; the track is empty "
                               "or corrupt: re-export the audio")
     if bad_packets:
         log.warning("%s: skipped %d undecodable audio packets", name, bad_packets)
-    samples = np.concatenate(chunks, axis=1)
-    return DecodedAudio(samples=samples, sample_rate=rate, name=name)
+    return DecodedAudio(samples=blocks.finish(), sample_rate=rate, name=name)
+
+
+def _join(blocks: list[np.ndarray]) -> np.ndarray:
+    """Concatenate [C, n_i] blocks along time, freeing each once copied (peak: the result plus one block)."""
+    out = np.empty((blocks[0].shape[0], sum(b.shape[1] for b in blocks)), dtype=np.float32)
+    pos = 0
+    blocks.reverse()
+    while blocks:
+        block = blocks.pop()
+        out[:, pos:pos + block.shape[1]] = block
+        pos += block.shape[1]
+    return out
 
 
 def _decode_stream(container: Any, stream: Any, name: str, deadline: float, timeout_s: float,
-                   max_duration_s: float) -> tuple[list[np.ndarray], int, int]:
-    """Demux and decode one audio stream to float planar chunks ``[C, n]`` at the first frame's rate."""
+                   max_duration_s: float, to_disk: bool) -> tuple[SampleBlocks | None, int, int]:
+    """Demux and decode one audio stream into sample blocks at the first frame's rate and layout."""
     import av
 
-    chunks: list[np.ndarray] = []
+    blocks: SampleBlocks | None = None
     resampler = None
     rate = 0
     total = 0
@@ -155,11 +182,12 @@ def _decode_stream(container: Any, stream: Any, name: str, deadline: float, time
     max_samples = math.inf
 
     def take(frames: list[Any]) -> None:
-        nonlocal total
+        nonlocal total, blocks
         for frame in frames:
-            data = frame.to_ndarray()  # fltp: [C, n]
-            chunks.append(np.asarray(data, dtype=np.float32).reshape(frame.layout.nb_channels, -1))
-            total += chunks[-1].shape[1]
+            data = frame.to_ndarray()  # packed flt: [1, n * C], interleaved
+            if blocks is None:
+                blocks = SampleBlocks(frame.layout.nb_channels, to_disk)
+            total += blocks.append(np.asarray(data, dtype=np.float32).reshape(-1, blocks.channels).T)
 
     try:
         for packet in container.demux(stream):
@@ -176,8 +204,10 @@ def _decode_stream(container: Any, stream: Any, name: str, deadline: float, time
                     rate = int(frame.sample_rate)
                     check_sample_rate(rate, f"{name} sample rate")
                     max_samples = max_duration_s * rate
-                    # Fix layout and rate to the first frame's so mid-stream changes are converted.
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
+                    # Fix layout and rate to the first frame's so mid-stream changes are converted. Packed
+                    # "flt", not planar: PyAV counts planes by scanning FFmpeg's plane pointers for a NULL, which
+                    # with 8 or more planar channels reads past the array and segfaults; packed has one plane.
+                    resampler = _resampler(frame, name)
                 take(resampler.resample(frame))
             if total > max_samples:
                 raise AudioInputError(f"{name} is longer than {max_duration_s / 3600:.1f} h; cut it into "
@@ -185,9 +215,75 @@ def _decode_stream(container: Any, stream: Any, name: str, deadline: float, time
         if resampler is not None:
             take(resampler.resample(None))
     except av.error.FFmpegError as exc:
-        if not chunks:
+        if not total:
             raise AudioInputError(f"could not decode {name} ({exc.__class__.__name__}: {exc}); the file is "
                                   "corrupt: re-export it") from exc
         log.warning("%s: decoding stopped early (%s); keeping the %.2f s decoded so far", name, exc,
                     total / max(rate, 1))
-    return chunks, rate, bad_packets
+    return blocks, rate, bad_packets
+
+
+def _resampler(frame: Any, name: str) -> Any:
+    """A converter of every frame to packed float32 at ``frame``'s layout and rate, for any channel count."""
+    import av
+
+    layout = frame.layout
+    if layout.nb_channels < 1:
+        raise AudioInputError(f"{name} declares an audio track with no channels; re-export the audio")
+    try:
+        return av.AudioResampler(format="flt", layout=layout, rate=int(frame.sample_rate))
+    except (ValueError, av.error.FFmpegError) as exc:
+        raise AudioInputError(
+            f"{name}: its {layout.nb_channels}-channel layout {layout.name!r} cannot be converted ({exc}); "
+            "re-export the audio as mono or stereo (e.g. ffmpeg -i IN -ac 2 OUT.wav)"
+        ) from exc
+
+
+class SampleBlocks:
+    """Decoded frames (~1k samples each) gathered into few large blocks [C, BLOCK_SAMPLES], kept in memory or
+    (``to_disk``) written to a temp file as each fills.
+
+    Thousands of frame-sized arrays would fragment the heap, which then keeps their memory after they are
+    freed; blocks of a megabyte and more are mapped and unmapped whole.
+    """
+
+    BLOCK_SAMPLES = 1 << 18
+
+    def __init__(self, channels: int, to_disk: bool = False) -> None:
+        self.channels = channels
+        self.total = 0
+        self._full: list[np.ndarray] = []
+        self._spill = SpillRows((channels,)) if to_disk else None  # [S, C], as decoded
+        self._block = np.empty((channels, self.BLOCK_SAMPLES), dtype=np.float32)
+        self._used = 0
+
+    def append(self, samples: np.ndarray) -> int:
+        """Copy ``samples`` [C, n] in; returns n."""
+        n = samples.shape[1]
+        done = 0
+        while done < n:
+            take = min(n - done, self.BLOCK_SAMPLES - self._used)
+            self._block[:, self._used:self._used + take] = samples[:, done:done + take]
+            self._used += take
+            done += take
+            if self._used == self.BLOCK_SAMPLES:
+                self._keep(self._block)
+                self._used = 0
+        self.total += n
+        return n
+
+    def finish(self) -> np.ndarray | SpilledSamples:
+        """The samples [C, S]: joined in memory, or on disk."""
+        if self._used:
+            self._keep(self._block[:, :self._used])
+            self._used = 0
+        if self._spill is not None:
+            return SpilledSamples(self._spill)
+        return _join(self._full)
+
+    def _keep(self, block: np.ndarray) -> None:
+        if self._spill is not None:
+            self._spill.append(block.T)  # the buffer is reused for the next block
+        else:
+            self._full.append(block)
+            self._block = np.empty_like(self._block)

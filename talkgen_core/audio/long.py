@@ -15,13 +15,15 @@ Two stages, each with its own bound:
    sum to one), elsewhere each frame comes from exactly one window. Clips no longer than one window
    are encoded in one pass, identical to ``Wav2Vec2Model.forward``.
 
-Peak working memory depends on the window and conv slice lengths, not on the duration; only the
-input waveform and the [T, L, D] result grow with it.
+Peak working memory depends on the window and conv slice lengths, not on the duration. ``iter_encoded``
+yields the result as it is completed and reads the waveform only by slices, so with both on disk
+(``spill.py``) nothing held grows with the duration; ``encode_windowed`` gathers it into one tensor.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -134,20 +136,47 @@ def frame_aligned_features(model: Wav2Vec2Model, waveform: torch.Tensor, num_con
 def encode_windowed(model: Wav2Vec2Model, waveform: torch.Tensor, num_frames: int,
                     window_frames: int, overlap_frames: int) -> torch.Tensor:
     """Prepared waveform [S] (at least one receptive field long) -> hidden states [num_frames, L, D]."""
+    cfg = model.config
+    out = torch.empty(num_frames, cfg.num_layers, cfg.hidden_size, dtype=waveform.dtype, device=waveform.device)
+    done = 0
+    for rows in iter_encoded(model, waveform, num_frames, window_frames, overlap_frames):
+        out[done:done + rows.shape[0]] = rows
+        done += rows.shape[0]
+    return out
+
+
+def iter_encoded(model: Wav2Vec2Model, waveform: torch.Tensor, num_frames: int,
+                 window_frames: int, overlap_frames: int) -> Iterator[torch.Tensor]:
+    """As :func:`encode_windowed`, the hidden states in order as blocks [n, L, D], each yielded once no later
+    window reaches it, so only the current window's rows are held (``waveform``: a tensor, or anything sliced
+    like one, e.g. a :class:`~talkgen_core.audio.spill.SpillRows`).
+
+    The cross-fade runs the same element-wise operations on the same rows as one full-length accumulator
+    would (zero, add each window's weighted rows, divide by the summed weights), so the result is identical.
+    """
     num_conv = model.config.num_conv_frames(waveform.shape[-1])
     stats = first_layer_stats(model, waveform)
     windows = plan_windows(num_frames, window_frames, overlap_frames)
     if len(windows) == 1:
         features = frame_aligned_features(model, waveform, num_conv, num_frames, windows[0], stats)
-        return model.transform(features[None])[0]
+        yield model.transform(features[None])[0]
+        return
     cfg = model.config
-    out = torch.zeros(num_frames, cfg.num_layers, cfg.hidden_size, dtype=waveform.dtype, device=waveform.device)
-    weight_sum = torch.zeros(num_frames, dtype=out.dtype, device=out.device)
+    pending = torch.zeros(0, cfg.num_layers, cfg.hidden_size, dtype=waveform.dtype, device=waveform.device)
+    weight_sum = torch.zeros(0, dtype=pending.dtype, device=pending.device)
+    first = 0  # the video frame of pending[0]
     for i, win in enumerate(windows):
+        final = win.start - first  # rows before this window are complete
+        if final > 0:
+            yield pending[:final].div(weight_sum[:final, None, None])
+            pending, weight_sum, first = pending[final:], weight_sum[final:], win.start
+        grow = win.end - first - pending.shape[0]
+        pending = torch.cat([pending, pending.new_zeros(grow, *pending.shape[1:])])
+        weight_sum = torch.cat([weight_sum, weight_sum.new_zeros(grow)])
         features = frame_aligned_features(model, waveform, num_conv, num_frames, win, stats)  # [n, C]
         hidden = model.transform(features[None])[0]  # [n, L, D]
-        weight = crossfade_weights(windows, i).to(out)
-        out[win.start:win.end].addcmul_(hidden, weight[:, None, None])
-        weight_sum[win.start:win.end] += weight
+        weight = crossfade_weights(windows, i).to(pending)
+        pending[win.start - first:win.end - first].addcmul_(hidden, weight[:, None, None])
+        weight_sum[win.start - first:win.end - first] += weight
         del features, hidden  # free this window before the next one is built
-    return out.div_(weight_sum[:, None, None])
+    yield pending.div_(weight_sum[:, None, None])

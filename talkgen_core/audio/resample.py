@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from talkgen_core.requirements import require
+
 from .errors import AudioInputError
+from .spill import SpillRows
 
 # Rates outside this range are not audio any file format produces; they signal a broken header or a
 # caller that passed a duration or a frame rate where a sample rate belongs.
@@ -30,8 +33,7 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     Output length is ``round(S * to_rate / from_rate)`` (soxr's own rounding), so durations stay exact
     to within one output sample.
     """
-    import soxr
-
+    soxr = require("soxr", "resampling audio")
     from_rate = check_sample_rate(from_rate, "source sample rate")
     to_rate = check_sample_rate(to_rate, "target sample rate")
     samples = np.asarray(samples, dtype=np.float32)
@@ -42,3 +44,19 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     # soxr wants [S, C]
     out = soxr.resample(np.ascontiguousarray(samples.T), from_rate, to_rate, quality="HQ")
     return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def resample_to_disk(rows: SpillRows, from_rate: int, to_rate: int) -> SpillRows:
+    """Mono samples on disk [S] resampled block by block with soxr's stream (bit for bit what :func:`resample`
+    gives for the whole clip) into a new ``SpillRows``; the same rows when the rates match."""
+    soxr = require("soxr", "resampling audio")
+    from_rate = check_sample_rate(from_rate, "source sample rate")
+    to_rate = check_sample_rate(to_rate, "target sample rate")
+    if from_rate == to_rate or len(rows) == 0:
+        return rows
+    stream = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ")
+    out = SpillRows()
+    for block in rows.blocks():
+        out.append(stream.resample_chunk(block.numpy(), last=False))
+    out.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    return out

@@ -29,20 +29,6 @@ class ChunkAudioWindows:
     trim_frames: int  # frames at the chunk's end that lie beyond the audio: drop them from the video
 
 
-def extend_tail(features: torch.Tensor, min_length: int) -> torch.Tensor:
-    """Extend [T, ...] to at least ``min_length`` frames by mirroring the end (last frame first)."""
-    parts = [features]
-    length = features.shape[0]
-    backwards = True
-    while length < min_length:
-        need = min_length - length
-        piece = features.flip(0) if backwards else features
-        parts.append(piece[:need])
-        length += min(need, features.shape[0])
-        backwards = not backwards
-    return torch.cat(parts, dim=0) if len(parts) > 1 else features
-
-
 def _check_range(num_audio_frames: int, start: int, length: int) -> None:
     if num_audio_frames < 1:
         raise ValueError("no audio features to window (zero frames); encode at least one frame of audio")
@@ -56,15 +42,28 @@ def _check_range(num_audio_frames: int, start: int, length: int) -> None:
 
 
 def frame_windows(features: torch.Tensor, start: int, length: int) -> torch.Tensor:
-    """Features [T, L, D] -> windows [length, 5, L, D] for video frames start .. start + length - 1."""
-    _check_range(features.shape[0], start, length)
+    """Features [T, L, D] -> windows [length, 5, L, D] for video frames start .. start + length - 1.
+
+    ``features`` may be anything sliced like a tensor (e.g. features on disk, ``spill.SpillRows``): only the
+    rows the chunk's windows reach are read, the tail's mirror included.
+    """
+    num_audio = features.shape[0]
+    _check_range(num_audio, start, length)
     end = start + length
-    source = features
-    if end > features.shape[0]:
-        source = extend_tail(features, end + TAIL_EXTRA_FRAMES)
-    frames = torch.arange(start, end, device=features.device)
-    index = (frames[:, None] + torch.tensor(WINDOW_OFFSETS, device=features.device)[None]).clamp(0, source.shape[0] - 1)
-    return source[index]
+    extended = num_audio if end <= num_audio else end + TAIL_EXTRA_FRAMES  # length of the mirrored extension
+    frames = torch.arange(start, end)
+    index = (frames[:, None] + torch.tensor(WINDOW_OFFSETS)[None]).clamp(0, extended - 1)
+    rows = mirrored_rows(index, num_audio)
+    first, last = int(rows.min()), int(rows.max()) + 1
+    block = features[first:last]
+    return block[(rows - first).to(block.device)]
+
+
+def mirrored_rows(index: torch.Tensor, num_audio: int) -> torch.Tensor:
+    """The feature row at position ``index`` of the tail extension: the T features, then alternately reversed
+    (last frame first) and forward copies of them."""
+    turn, offset = index // num_audio, index % num_audio
+    return torch.where(turn % 2 == 0, offset, num_audio - 1 - offset)
 
 
 def chunk_audio_windows(features: torch.Tensor, start: int, length: int) -> ChunkAudioWindows:

@@ -9,9 +9,13 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import math
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -28,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-mode", choices=("para", "add"), default="para",
                         help="several speakers: para = simultaneous, add = one after the other (default para)")
     parser.add_argument("--out", type=Path, required=True, help="output mp4 (audio muxed in)")
+    parser.add_argument("--soundtrack", choices=("original", "normalized"), default="original",
+                        help="audio of the mp4: original = the audio as given (its own rate, channels and level); "
+                             "normalized = the encoder's 16 kHz mono loudness-normalised copy (default original)")
     parser.add_argument("--fps", type=float, default=25.0, help="output frame rate (default 25)")
     parser.add_argument("--size", default=None,
                         help="WIDTHxHEIGHT (multiples of 16), 480p, 720p or demo; default: the model's preset")
@@ -65,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--compute-dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                       help="arithmetic dtype; weights keep their stored dtype (default: auto)")
     parser.add_argument("--job-dir", type=Path, default=None,
-                        help="keep per-chunk latents here so an interrupted run can be resumed")
+                        help="keep per-chunk latents here so an interrupted run can be resumed; a relative folder "
+                             "is inside the --out file's folder, an absolute one is used as given")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --job-dir")
 
 
@@ -103,9 +111,12 @@ def _print_progress(event) -> None:
 def _lora(spec: str) -> tuple[str, float]:
     path, _, strength = spec.rpartition(":") if ":" in spec else (spec, "", "1.0")
     try:
-        return path, float(strength)
+        value = float(strength)
     except ValueError:
         raise ValueError(f"--lora {spec!r}: expected FILE or FILE:STRENGTH (e.g. lora.safetensors:0.8)") from None
+    if not math.isfinite(value):
+        raise ValueError(f"--lora {spec!r}: the strength must be a finite number (e.g. lora.safetensors:0.8)")
+    return path, value
 
 
 def _models(args: argparse.Namespace):
@@ -125,16 +136,64 @@ def _models(args: argparse.Namespace):
                        compute_dtype=dtypes[args.compute_dtype])
 
 
+@contextlib.contextmanager
+def _ctrl_c_cancels() -> Iterator[threading.Event]:
+    """The first Ctrl-C asks the run to stop at its next solver step, so it ends cleanly and can say what was
+    kept; a second one interrupts at once. Outside the main thread Ctrl-C keeps its default."""
+    requested = threading.Event()
+
+    def on_interrupt(signum, frame) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        print("stopping at the next step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:
+        yield requested
+        return
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _job_folder(args: argparse.Namespace) -> Path | None:
+    """--job-dir as used: relative ones inside the output's folder, absolute ones as typed."""
+    from talkgen_core.files.guard import inside
+
+    if args.job_dir is None or args.job_dir.is_absolute():
+        return args.job_dir
+    return inside(args.out.parent, args.job_dir, "--job-dir")
+
+
+def _kept(args: argparse.Namespace, job_dir: Path | None) -> str:
+    """What an interrupted run leaves, for its last message."""
+    if job_dir is None:
+        return f"nothing was written to {args.out} (give --job-dir to keep finished chunks next time)"
+    again = "run the same command again" + ("" if args.resume else " with --resume")
+    return f"nothing was written to {args.out}; the finished chunks are kept in {job_dir}: {again} to continue"
+
+
 def run(args: argparse.Namespace) -> int:
     from talkgen_core.models.checkpoint import CheckpointError
     from talkgen_core.models.lora import LoraError, applied_loras
     from talkgen_core.pipeline import generate
     from talkgen_core.sampling.streaming import Cancelled
+    from talkgen_core.files.guard import refuse_overwriting_inputs
+    from talkgen_core.files.lock import FolderInUse
+    from talkgen_core.validation import check_generate_call
 
     if args.resume and args.job_dir is None:
         print("error: --resume needs --job-dir (the folder of the run to continue)", file=sys.stderr)
         return 2
     try:
+        # the settings are generate()'s keywords under their option names; only --sdedit is spelled differently
+        check_generate_call({**vars(args), "sdedit_strength": args.sdedit}, image=args.image, video=args.video)
+        refuse_overwriting_inputs(args.out, [("--image", args.image), ("--video", args.video), ("--audio", args.audio),
+                                             *(("--audio2", a) for a in args.audio2)], flag="--out")
+        job_dir = _job_folder(args)
         models = _models(args)
         loras = [_lora(spec) for spec in args.lora]
     except (ValueError, FileNotFoundError, CheckpointError, LoraError) as exc:
@@ -144,17 +203,26 @@ def run(args: argparse.Namespace) -> int:
     plain = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"  # no source lines
     try:
-        with applied_loras(models.dit, loras) if models is not None else contextlib.nullcontext():
+        with _ctrl_c_cancels() as cancel, \
+                applied_loras(models.dit, loras) if models is not None else contextlib.nullcontext():
             result = generate(
                 image=args.image, video=args.video, audio=[args.audio, *args.audio2], audio_mode=args.audio_mode,
+                soundtrack=args.soundtrack,
                 out=args.out, fps=args.fps, size=args.size, steps=args.steps, shift=args.shift, solver=args.solver,
                 text_cfg=args.text_cfg, audio_cfg=args.audio_cfg, apg=args.apg, chunk_frames=args.chunk_frames,
                 context_frames=args.context_frames, context_mode=args.context_mode,
                 colour_strength=args.colour_strength, sdedit_strength=args.sdedit, seed=args.seed,
-                device=args.device, threads=args.threads, job_dir=args.job_dir, resume=args.resume,
-                progress=_print_progress, models=models,
+                device=args.device, threads=args.threads, job_dir=job_dir, resume=args.resume,
+                progress=_print_progress, models=models, cancel=cancel.is_set,
             )  # fmt: skip
-    except (ValueError, FileNotFoundError, FileExistsError, Cancelled, LoraError) as exc:
+    except Cancelled as exc:
+        print(f"cancelled after {exc.finished_chunks} of {exc.num_chunks} chunks: {_kept(args, job_dir)}",
+              file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"interrupted: {_kept(args, job_dir)}", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, FolderInUse, LoraError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

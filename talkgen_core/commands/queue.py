@@ -1,11 +1,12 @@
 """``queue``: run a manifest of dubbing jobs on ComfyUI servers or in-process, resumably.
 
-Example: ``python -m talkgen_core queue jobs.csv --workflow workflows/dub.api.json --server http://127.0.0.1:8188``
+Example: ``python -m talkgen_core queue jobs.csv --workflow workflows/api/infinitetalk_video_dubbing.json --server http://127.0.0.1:8188``
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ manifest (CSV with a header row, or JSON lines with one object per line):
     talk.mp4,en.wav,,talk_en,42,4.5
     duo.mp4,alice.wav,bob.wav,duo_en,7,
 
-workflow slots (--server mode; the workflow must be API format, e.g. NAME.api.json):
+workflow slots (--server mode; the workflow must be API format, e.g. workflows/api/NAME.json):
   image   LoadImage.image, and `image` inputs of TalkGen* nodes
   video   LoadVideo.file, and `video` inputs of TalkGen* nodes
   audio   LoadAudio.audio, and `audio` inputs of TalkGen* nodes, filled in ascending node-id order
@@ -42,7 +43,11 @@ in-process mode (no --server): each job calls talkgen_core.pipeline.generate(ima
 
 journal: one JSON line per attempt (OUTPUT_DIR/MANIFEST.journal.jsonl unless --journal). A rerun skips
   jobs whose last attempt is done and whose files still exist, and retries the rest. A job is known by a
-  hash of its source, audio, output name and settings, so changing any of them makes it a new job.
+  hash of its source's and audio's contents, output name and settings, so changing any of them (also
+  replacing a file under the same name) makes it a new job. Unchanged files are not read again.
+
+servers that restart: a server that stops answering is waited for up to --server-wait seconds; a job
+  whose prompt it lost (a restart empties its queue and history) is queued again, up to --retries times.
 
 exit status: 0 every job done, 1 some job failed, 2 the batch could not start, 130 Ctrl-C.
 """
@@ -53,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("manifest", type=Path, help="jobs file: .csv, or .jsonl / .json with one JSON object per line")
     parser.add_argument(
-        "--workflow", type=Path, default=None, help="API-format workflow (NAME.api.json) to queue; needs --server"
+        "--workflow", type=Path, default=None, help="API-format workflow (e.g. workflows/api/NAME.json) to queue; needs --server"
     )
     parser.add_argument(
         "--server",
@@ -75,14 +80,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=3600.0, metavar="SECONDS", help="per-job limit on a server (default 3600)"
     )
-    parser.add_argument("--dry-run", action="store_true", help="check the manifest (and workflow) and show the plan")
+    parser.add_argument(
+        "--server-wait", type=float, default=600.0, metavar="SECONDS",
+        help="how long a server that stops answering (e.g. restarting) is waited for before its jobs go to "
+        "another server or fail (default 600)",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=1, metavar="N",
+        help="times a job is queued again after its server lost it by restarting (default 1)",
+    )
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the manifest (and workflow; in-process also each job's settings and files) "
+                        "and show the plan")
 
 
 def run(args: argparse.Namespace) -> int:
     from talkgen_core.queue.batch import BatchOptions, run_batch
+    from talkgen_core.queue.comfyui_client import ServerWait
 
-    if args.timeout <= 0:
-        print(f"error: --timeout must be positive, got {args.timeout:g}", file=sys.stderr)
+    for option, value in (("--timeout", args.timeout), ("--server-wait", args.server_wait)):
+        if not math.isfinite(value) or value <= 0:
+            print(f"error: {option} must be a positive number of seconds, got {value:g}", file=sys.stderr)
+            return 2
+    if args.retries < 0:
+        print(f"error: --retries must be 0 or more, got {args.retries}", file=sys.stderr)
         return 2
     options = BatchOptions(
         manifest=args.manifest,
@@ -92,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         journal=args.journal,
         job_timeout=args.timeout,
         dry_run=args.dry_run,
+        server_wait=ServerWait(limit=args.server_wait),
+        retries=args.retries,
     )
     try:
         return run_batch(options)

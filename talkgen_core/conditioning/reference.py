@@ -30,6 +30,8 @@ class ReferenceInput:
         given = [name for name in ("image", "images", "video") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(f"a reference needs exactly one of image, images or video; got {given or 'none'}")
+        if self.images is not None and len(self.images) == 0:
+            raise ValueError("the reference images list is empty; give at least one image")
         if self.keyframe_times is not None:
             if self.images is None:
                 raise ValueError("keyframe_times go with images (one time per image)")

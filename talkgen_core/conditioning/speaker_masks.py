@@ -66,6 +66,11 @@ def fit_masks(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
         masks = masks[None]
     if masks.ndim != 3:
         raise ValueError(f"speaker masks must be [P, H, W] or [H, W], got shape {tuple(masks.shape)}")
+    if 0 in masks.shape:
+        raise ValueError(
+            f"speaker masks have shape {tuple(masks.shape)}, an empty mask batch or a 0-pixel mask; connect one "
+            "painted mask per speaker (a MASK batch [P, H, W] with H, W > 0), or leave masks unconnected to use boxes"
+        )
     if not torch.isfinite(masks).all():
         raise ValueError("speaker masks contain NaN or infinite values")
     h, w = masks.shape[-2:]
@@ -89,6 +94,8 @@ def parse_strengths(text: str, speakers: int) -> torch.Tensor:
         values = [float(p) for p in parts]
     except ValueError:
         raise ValueError(f"strengths {text!r}: expected numbers separated by commas") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"strengths {text!r}: every strength must be a finite number (e.g. 1.0, 0.8)")
     if len(values) != speakers:
         raise ValueError(f"strengths gives {len(values)} values for {speakers} speakers; give one per speaker")
     return torch.tensor(values)

@@ -27,10 +27,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file as _load_safetensors
 
 from talkgen_core.models.configs import DIT_CONFIGS, DiTConfig, get_dit_config, variant
+from talkgen_core.models.file_checks import non_finite_keys, non_finite_message, safetensors_problem
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
@@ -49,13 +50,28 @@ class CheckpointError(ValueError):
 
 
 def load_state_dict_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Load one weight file into a flat ``{key: tensor}`` dict, keeping the stored dtypes."""
+    """Load one weight file into a flat ``{key: tensor}`` dict, keeping the stored dtypes.
+
+    Raises ``CheckpointError`` naming the file for a damaged file and for NaN / infinite tensors (naming the
+    first such key).
+    """
     path = Path(path)
+    state = _read_state_dict(path, device)
+    bad = non_finite_keys(state)
+    if bad:
+        raise CheckpointError(non_finite_message(path, bad))
+    return state
+
+
+def _read_state_dict(path: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weight file not found: {path}")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
-        return _load_safetensors(str(path), device=str(device))
+        try:
+            return _load_safetensors(str(path), device=str(device))
+        except SafetensorError as exc:
+            raise CheckpointError(safetensors_problem(path, exc)) from exc
     if suffix in PICKLE_SUFFIXES:
         try:
             obj = torch.load(str(path), map_location=device, weights_only=True, mmap=True)
@@ -135,11 +151,14 @@ def read_tensor_specs(path: str | Path) -> dict[str, TensorSpec]:
     path = Path(path)
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         specs = {}
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                sl = f.get_slice(key)
-                raw = sl.get_dtype()
-                specs[key] = TensorSpec(tuple(sl.get_shape()), _SAFETENSORS_DTYPES.get(raw, raw.lower()))
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    sl = f.get_slice(key)
+                    raw = sl.get_dtype()
+                    specs[key] = TensorSpec(tuple(sl.get_shape()), _SAFETENSORS_DTYPES.get(raw, raw.lower()))
+        except SafetensorError as exc:
+            raise CheckpointError(safetensors_problem(path, exc)) from exc
         return specs
     return {
         k: TensorSpec(tuple(v.shape), str(v.dtype).removeprefix("torch."))
@@ -375,6 +394,7 @@ class CheckpointReport:
     loads: bool
     problem: str | None = None
     notes: list[str] = field(default_factory=list)
+    keys_match: bool = False  # the config's keys and shapes match; ``loads`` also needs loadable dtypes and scales
 
     def text(self) -> str:
         lines = []
@@ -387,7 +407,7 @@ class CheckpointReport:
         shares = sorted(self.dtypes.items(), key=lambda kv: -kv[1])
         total = ", ".join(f"{k} {v / self.parameters:.0%}" for k, v in shares) if self.parameters else "-"
         lines.append(f"total: {self.parameters:,} parameters ({total})")
-        if self.config and not self.loads:
+        if self.config and not self.keys_match:
             lines.append(f"config: none matches exactly (closest: {self.config})")
         else:
             lines.append(f"config: {self.config or 'none matches'}")
@@ -409,17 +429,21 @@ def describe_checkpoint(
 ) -> CheckpointReport:
     """Report format, dtypes, parameter count and whether the files load into a DiT config.
 
-    Reads only safetensors headers, so it is quick even for the 14B files.
+    Reads only safetensors headers, so it is quick even for the 14B files; "loads" is decided by
+    :func:`assemble_dit`, the loader's own last step, run on data-free meta tensors (keys, shapes, dtypes the
+    layers can compute from, scales that fit their weights). NaN weights show only when the data is read.
     """
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     in_index = any(str(p).endswith(".index.json") or Path(p).is_dir() for p in items)
     merged: dict[str, TensorSpec] = {}
+    merged_scales: dict[str, TensorSpec] = {}
     reports, scales_total, notes = [], 0, []
     for path in expand_checkpoint_paths(items):
         raw = read_tensor_specs(path)
         prefix = strip_dit_prefix(raw)
         weights, scales, _ = split_quant_entries(normalise_keys(raw, prefix))
         scales_total += len(scales)
+        merged_scales.update(scales)  # type: ignore[arg-type]
         outside = sum(1 for k in raw if prefix and not k.startswith(prefix) and k not in QUANT_MARKERS)
         if outside:
             notes.append(f"{path.name}: {outside} keys outside {prefix!r} ignored (other components of the file)")
@@ -453,6 +477,12 @@ def describe_checkpoint(
             "the file set", missing, unexpected, wrong, merged, want, guess_wrong_file(merged, chosen)
         )
         return report
+    report.keys_match = True
+    try:
+        assemble_dit(chosen, meta_tensors(merged), meta_tensors(merged_scales), "the file set")
+    except CheckpointError as exc:
+        report.problem = str(exc)
+        return report
     report.loads = True
     if scales_total:
         report.notes.append(f"{scales_total} fp8 weights carry a per-tensor scale; they are de-scaled at compute time")
@@ -480,8 +510,6 @@ def load_dit(
     Weights keep their stored dtype; ``compute_dtype`` defaults to the dominant stored dtype (bf16 for fp8).
     Raises ``CheckpointError`` naming the first missing / unexpected keys and the probable wrong file.
     """
-    from talkgen_core.models.dit import build_dit
-
     files = expand_checkpoint_paths(paths)
     state: dict[str, torch.Tensor] = {}
     scales: dict[str, torch.Tensor] = {}
@@ -505,13 +533,60 @@ def load_dit(
         raise CheckpointError(
             mismatch_message(what, missing, unexpected, wrong, specs, want, guess_wrong_file(specs, chosen))
         )
-    model = build_dit(chosen, device="meta")
+    model = assemble_dit(chosen, state, scales, names)
+    model.set_compute_dtype(compute_dtype or _default_compute_dtype(state))
+    return model
+
+
+def assemble_dit(config: DiTConfig, state: dict[str, torch.Tensor], scales: dict[str, torch.Tensor], what: str):
+    """What loading does once the files are read: refuse dtypes the layers cannot compute from, build on the meta
+    device, take the tensors (``assign``) and attach the per-tensor scales. Given meta tensors (see
+    :func:`meta_tensors`) it tries a file set without reading its data, which keeps ``check-model`` honest.
+
+    Stored dtypes: any float (fp32, bf16, fp16, fp64, fp8 e4m3fn / e5m2); a layer casts its weight to the compute
+    dtype at call time and multiplies by its ``scale_weight`` when the file has one. Integer tensors (int8 from
+    GGUF, bitsandbytes or torchao exports) are refused, with or without scales: nothing here de-quantises
+    integers, and casting them would compute with the raw codes.
+    """
+    from talkgen_core.models.dit import build_dit
+
+    model = build_dit(config, device="meta")
+    floating = {k for k, v in model.state_dict().items() if v.is_floating_point()}
+    integer = sorted(k for k, v in state.items() if k in floating and not v.is_floating_point())
+    if integer:
+        kinds = ", ".join(sorted({str(state[k].dtype).removeprefix("torch.") for k in integer}))
+        raise CheckpointError(
+            f"{what}: {len(integer)} tensors are stored as {kinds} (first: {integer[0]}); the loader computes from "
+            "float weights only (fp32, bf16, fp16, or fp8 with an optional per-tensor scale_weight) and has no integer "
+            "de-quantisation, so int8 checkpoints (GGUF, bitsandbytes, torchao exports) cannot be loaded, even with "
+            "scales: use the bf16, fp16 or fp8 release of the model"
+        )
     model.load_state_dict(state, strict=True, assign=True)
     modules = dict(model.named_modules())
     for name, scale in scales.items():
         module = modules.get(name)
         if module is None or not hasattr(module, "scale_weight"):
-            raise CheckpointError(f"{names}: fp8 scale for {name!r}, which is not a linear/conv layer of the model")
+            raise CheckpointError(f"{what}: fp8 scale for {name!r}, which is not a linear/conv layer of the model")
+        weight_shape = tuple(module.weight.shape)
+        try:
+            fits = torch.broadcast_shapes(weight_shape, tuple(scale.shape)) == weight_shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise CheckpointError(
+                f"{what}: the scale of {name!r} has shape {list(scale.shape)}, which does not fit its weight "
+                f"{list(weight_shape)} (a per-tensor scale has one element)"
+            )
         module.scale_weight = scale.float()
-    model.set_compute_dtype(compute_dtype or _default_compute_dtype(state))
     return model
+
+
+def meta_tensors(specs: dict[str, TensorSpec]) -> dict[str, torch.Tensor]:
+    """Data-free stand-ins of the given shapes and dtypes, for trying a load without reading the files."""
+    out = {}
+    for key, spec in specs.items():
+        dtype = getattr(torch, spec.dtype.removeprefix("torch."), None)
+        if not isinstance(dtype, torch.dtype):
+            raise CheckpointError(f"tensor {key!r} has dtype {spec.dtype!r}, which this torch cannot hold")
+        out[key] = torch.empty(spec.shape, dtype=dtype, device="meta")
+    return out

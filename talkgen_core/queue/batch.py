@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from talkgen_core.queue.comfyui_client import ComfyUIClient, PollSchedule
+from talkgen_core.queue.comfyui_client import ComfyUIClient, PollSchedule, ServerWait
 from talkgen_core.queue.comfyui_runner import ComfyUIRunner
+from talkgen_core.queue.fingerprint import ContentHasher
 from talkgen_core.queue.inprocess_runner import InProcessRunner
 from talkgen_core.queue.journal import JournalRecord, JournalWriter, read_journal
 from talkgen_core.queue.manifest import Job, ManifestError, read_manifest
@@ -39,6 +40,8 @@ class BatchOptions:
     job_timeout: float = 3600.0
     dry_run: bool = False
     poll: PollSchedule = PollSchedule()
+    server_wait: ServerWait = ServerWait()  # how long a silent server is waited for
+    retries: int = 1  # times a job is queued again after its server lost it
 
     @property
     def resolved_output_dir(self) -> Path:
@@ -72,6 +75,8 @@ def run_batch(options: BatchOptions, runners: Sequence[Runner] | None = None, st
     previous = read_journal(journal_path)
     if previous.unreadable_lines:
         say(f"journal {journal_path}: ignored {previous.unreadable_lines} unreadable line(s) (a write torn by a crash)")
+    hasher = ContentHasher(previous.fingerprints())
+    jobs = [_identified(job, hasher) for job in jobs]
     latest = previous.latest_by_key()
 
     outcomes: list[JobOutcome] = []
@@ -90,9 +95,7 @@ def run_batch(options: BatchOptions, runners: Sequence[Runner] | None = None, st
     for job in invalid:
         say(f"  {job.problem_text()}")
     if options.dry_run:
-        for job in to_run:
-            say(f"  would run {job.label} '{job.output}'")
-        return EXIT_ALL_DONE if not invalid else EXIT_SOME_FAILED
+        return _dry_run(options, to_run, invalid, say)
 
     if to_run and runners is None:
         try:
@@ -122,9 +125,32 @@ def run_batch(options: BatchOptions, runners: Sequence[Runner] | None = None, st
     return EXIT_ALL_DONE if all(o.succeeded for o in outcomes) else EXIT_SOME_FAILED
 
 
+def _dry_run(options: BatchOptions, to_run: list[Job], invalid: list[Job], say) -> int:
+    """Show the plan; in-process, first check each job's settings and files as ``generate`` would use them
+    (servers check their own when the prompt is queued; the workflow fit was checked on loading)."""
+    bad = len(invalid)
+    preflight = None
+    if not options.servers and to_run:
+        runner = InProcessRunner()
+        try:
+            runner.check()  # the pipeline imports
+        except RunnerUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return EXIT_CANNOT_START
+        preflight = runner.preflight
+    for job in to_run:
+        problems = preflight(job) if preflight is not None else []
+        if problems:
+            bad += 1
+            say(f"  {replace(job, problems=tuple(problems)).problem_text()}")
+        else:
+            say(f"  would run {job.label} '{job.output}'")
+    return EXIT_ALL_DONE if not bad else EXIT_SOME_FAILED
+
+
 def _load_inputs(options: BatchOptions, check_workflow: bool) -> tuple[list[Job], ApiWorkflow | None]:
     if check_workflow and options.servers and options.workflow is None:
-        raise BatchSetupError("--server needs --workflow FILE.api.json (the API-format workflow to queue)")
+        raise BatchSetupError("--server needs --workflow FILE.json (an API-format workflow to queue, e.g. workflows/api/NAME.json)")
     if check_workflow and options.workflow is not None and not options.servers:
         raise BatchSetupError(
             "--workflow is used only with --server; in-process jobs call talkgen_core.pipeline.generate "
@@ -135,6 +161,18 @@ def _load_inputs(options: BatchOptions, check_workflow: bool) -> tuple[list[Job]
     if workflow is not None:
         jobs = [_check_against_workflow(job, workflow) for job in jobs]
     return jobs, workflow
+
+
+def _identified(job: Job, hasher: ContentHasher) -> Job:
+    """The job with its files fingerprinted by content (see ``Job.key``); an unreadable file is a problem."""
+    if not job.runnable or job.source is None:
+        return job
+    try:
+        fingerprints = tuple(hasher.fingerprint(path) for path in (job.source, *job.audio))
+    except OSError as exc:
+        problem = f"cannot read {exc.filename}: {exc.strerror or exc}; check that the file is readable"
+        return replace(job, problems=job.problems + (problem,))
+    return replace(job, fingerprints=fingerprints)
 
 
 def _check_against_workflow(job: Job, workflow: ApiWorkflow) -> Job:
@@ -163,7 +201,10 @@ def _usable_runners(options: BatchOptions, workflow: ApiWorkflow | None, say) ->
             clients = [ComfyUIClient(url) for url in dict.fromkeys(options.servers)]  # one runner per server
         except ValueError as exc:
             raise BatchSetupError(str(exc)) from exc
-        candidates = [ComfyUIRunner(c, workflow, options.job_timeout, options.poll) for c in clients]
+        candidates = [
+            ComfyUIRunner(c, workflow, options.job_timeout, options.poll, options.server_wait, options.retries)
+            for c in clients
+        ]
     else:
         candidates = [InProcessRunner()]
     usable: list[Runner] = []

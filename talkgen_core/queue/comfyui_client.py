@@ -1,10 +1,13 @@
 """A small client for ComfyUI's HTTP API, standard library only.
 
 Routes used: ``POST /upload/image`` (accepts any file, so also audio and video), ``POST /prompt``,
-``GET /history/{prompt_id}``, ``GET /view``, ``GET /object_info``, ``POST /interrupt`` and
-``POST /queue`` (delete). Completion is detected by polling ``/history/{prompt_id}`` with a growing delay;
-the websocket is not needed for that. Proxy settings from the environment are ignored: a ComfyUI server
-is addressed directly.
+``GET /history/{prompt_id}``, ``GET /queue``, ``GET /view``, ``GET /object_info``, ``POST /interrupt`` and
+``POST /queue`` (delete). Completion is detected by polling ``/queue`` then ``/history/{prompt_id}`` with
+a growing delay; the websocket is not needed for that. A prompt in neither was forgotten (the server
+restarted, or its history was cleared): ComfyUI moves a prompt from the queue to the history under one
+lock, so looking at the queue first never mistakes a prompt that just finished for a forgotten one. A
+server that stops answering is waited for (:class:`ServerWait`): restarting with a 14B model takes
+minutes. Proxy settings from the environment are ignored: a ComfyUI server is addressed directly.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -39,6 +43,14 @@ class PromptRejected(ComfyUIError):
 
 class PromptFailed(ComfyUIError):
     """The prompt ran and stopped with an execution error or an interruption."""
+
+
+class ServerGone(ServerUnreachable):
+    """The server stayed silent for longer than :attr:`ServerWait.limit`."""
+
+
+class PromptForgotten(ComfyUIError):
+    """The server no longer knows the prompt: neither queued nor in its history (it restarted)."""
 
 
 class PromptTimeout(ComfyUIError):
@@ -76,7 +88,20 @@ class PollSchedule:
     first: float = 0.25
     growth: float = 1.5
     longest: float = 5.0
-    tolerated_failures: int = 5  # consecutive unanswered polls before the server counts as gone
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first
+        while True:
+            yield delay
+            delay = min(delay * self.growth, self.longest)
+
+
+@dataclass(frozen=True)
+class ServerWait:
+    """How long a silent server is waited for (``limit`` seconds), polled with a growing delay."""
+
+    limit: float = 600.0
+    schedule: PollSchedule = PollSchedule(first=1.0, growth=1.5, longest=15.0)
 
 
 class ComfyUIClient:
@@ -165,6 +190,14 @@ class ComfyUIClient:
             raise PromptRejected(f"the server dropped outputs with errors: {details}")
         return str(answer["prompt_id"])
 
+    def queued_prompt_ids(self) -> set[str]:
+        """Ids of the prompts running or waiting on the server (``GET /queue``)."""
+        answer = self._get_json("/queue")
+        if not isinstance(answer, dict):
+            raise ComfyUIError(f"{self.base_url} /queue answered {answer!r}, not the queue")
+        items = [*(answer.get("queue_running") or []), *(answer.get("queue_pending") or [])]
+        return {str(item[1]) for item in items if isinstance(item, (list, tuple)) and len(item) > 1}
+
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The history entry of a finished prompt, or ``None`` while it is queued or running."""
         answer = self._get_json(f"/history/{urllib.parse.quote(prompt_id)}")
@@ -191,38 +224,65 @@ class ComfyUIClient:
             except ComfyUIError:
                 pass
 
+    def wait_until_answering(self, wait: ServerWait, cancel: threading.Event | None = None) -> None:
+        """Return once the server answers; :class:`ServerGone` after ``wait.limit`` seconds of silence."""
+        deadline = time.monotonic() + wait.limit
+        for delay in wait.schedule.delays():
+            try:
+                self.queued_prompt_ids()
+                return
+            except ServerUnreachable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise ServerGone(
+                        f"{exc}; still no answer after {wait.limit:g} s: start the server again, or give a "
+                        "restart more time with --server-wait SECONDS"
+                    ) from exc
+            _pause(delay, cancel, "stopped waiting for the server")
+
     def wait_for_prompt(
         self,
         prompt_id: str,
         timeout: float,
         cancel: threading.Event | None = None,
         schedule: PollSchedule = PollSchedule(),
+        server_wait: ServerWait = ServerWait(),
     ) -> list[OutputFile]:
-        """Poll ``/history`` until the prompt finishes; return its saved outputs (type ``output``)."""
+        """Poll until the prompt finishes; return its saved outputs (type ``output``).
+
+        A silent server is waited for (up to ``server_wait.limit``), then polling goes on; raises
+        :class:`PromptForgotten` as soon as the server no longer knows the prompt.
+        """
         deadline = time.monotonic() + timeout
-        delay = schedule.first
-        failures = 0
+        delays = schedule.delays()
         while True:
+            delay = next(delays)
             try:
+                queued = prompt_id in self.queued_prompt_ids()  # first: see the module docstring
                 entry = self.history(prompt_id)
-                failures = 0
             except ServerUnreachable:
-                failures += 1
-                if failures > schedule.tolerated_failures:
-                    raise
-                entry = None
+                self.wait_until_answering(server_wait, cancel)
+                continue
             if entry is not None:
                 error = execution_error(entry)
                 if error:
                     raise PromptFailed(error)
                 return saved_outputs(entry)
+            if not queued:
+                raise PromptForgotten(
+                    f"{self.base_url} no longer knows prompt {prompt_id} (not queued, not in its history): "
+                    "it restarted or its history was cleared"
+                )
             if time.monotonic() + delay > deadline:
                 raise PromptTimeout(f"prompt {prompt_id} did not finish within {timeout:g} s")
-            if cancel is not None and cancel.wait(delay):
-                raise PromptCancelled(f"stopped waiting for prompt {prompt_id}")
-            if cancel is None:
-                time.sleep(delay)
-            delay = min(delay * schedule.growth, schedule.longest)
+            _pause(delay, cancel, f"stopped waiting for prompt {prompt_id}")
+
+
+def _pause(seconds: float, cancel: threading.Event | None, cancelled: str) -> None:
+    """Sleep, or raise :class:`PromptCancelled` with ``cancelled`` as soon as ``cancel`` is set."""
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise PromptCancelled(cancelled)
 
 
 def encode_multipart(fields: dict[str, str], file_field: str, filename: str, content: bytes) -> tuple[bytes, str]:

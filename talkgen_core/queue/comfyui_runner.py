@@ -4,11 +4,16 @@ Inputs are uploaded into the server's input folder under a content-addressed nam
 (``<stem>_<sha256 prefix><suffix>``), so two different files called ``voice.wav`` never collide and
 re-uploading the same file is harmless. See :mod:`talkgen_core.queue.workflow` for how the uploaded
 names, the output name and the settings are put into the workflow.
+
+A server that stops answering is waited for (``server_wait``: a restart with a 14B model takes minutes).
+When it answers again, a job whose prompt it lost (it restarted, or forgot the prompt) is submitted again,
+at most ``retries`` times, so a job that crashes the server on every try cannot hold the queue forever;
+the jobs after it are not failed for it. Past ``server_wait`` the runner retires, and the scheduler hands
+its job to another server.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from pathlib import Path, PurePosixPath
@@ -19,10 +24,14 @@ from talkgen_core.queue.comfyui_client import (
     PollSchedule,
     PromptCancelled,
     PromptFailed,
+    PromptForgotten,
     PromptRejected,
     PromptTimeout,
+    ServerGone,
     ServerUnreachable,
+    ServerWait,
 )
+from talkgen_core.queue.fingerprint import file_sha256
 from talkgen_core.queue.manifest import Job
 from talkgen_core.queue.runner import JobFailed, RunnerUnavailable, output_paths
 from talkgen_core.queue.workflow import ApiWorkflow, WorkflowError, fill_workflow
@@ -32,12 +41,12 @@ _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 def upload_name(path: Path) -> str:
     """``<stem>_<first 12 hex of sha256><suffix>``, with the stem reduced to safe characters."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     stem = _UNSAFE_NAME_CHARS.sub("_", path.stem).strip("._") or "input"
-    return f"{stem[:60]}_{digest.hexdigest()[:12]}{path.suffix.lower()}"
+    return f"{stem[:60]}_{file_sha256(path)[:12]}{path.suffix.lower()}"
+
+
+class _PromptLost(Exception):
+    """The server lost a submitted prompt (or its outputs) by restarting; the job may be submitted again."""
 
 
 class ComfyUIRunner:
@@ -47,11 +56,15 @@ class ComfyUIRunner:
         workflow: ApiWorkflow,
         job_timeout: float = 3600.0,
         poll: PollSchedule = PollSchedule(),
+        server_wait: ServerWait = ServerWait(),
+        retries: int = 1,
     ) -> None:
         self.client = client
         self.workflow = workflow
         self.job_timeout = job_timeout
         self.poll = poll
+        self.server_wait = server_wait
+        self.retries = retries
         self.name = client.base_url
 
     def check(self) -> None:
@@ -68,10 +81,27 @@ class ComfyUIRunner:
             )
 
     def run(self, job: Job, output_dir: Path, cancel: threading.Event) -> list[Path]:
-        try:
-            return self._run(job, output_dir, cancel)
-        except ServerUnreachable as exc:
-            raise RunnerUnavailable(str(exc)) from exc
+        losses = 0
+        while True:
+            try:
+                return self._run(job, output_dir, cancel)
+            except ServerGone as exc:
+                raise RunnerUnavailable(str(exc)) from exc
+            except _PromptLost as exc:
+                losses += 1
+                if losses > self.retries:
+                    raise JobFailed(
+                        f"{exc}; the server lost this job {losses} time(s): does the job crash it? (see the "
+                        "server's log; --retries N allows more tries)"
+                    ) from exc
+            except ServerUnreachable:
+                pass  # nothing was queued yet: start over once the server answers, it costs no retry
+            try:
+                self.client.wait_until_answering(self.server_wait, cancel)
+            except ServerGone as exc:
+                raise RunnerUnavailable(str(exc)) from exc
+            except PromptCancelled as exc:
+                raise JobFailed("interrupted (Ctrl-C) while waiting for the server to come back") from exc
 
     def _run(self, job: Job, output_dir: Path, cancel: threading.Event) -> list[Path]:
         assert job.source is not None, "only valid jobs reach a runner"
@@ -93,7 +123,9 @@ class ComfyUIRunner:
         except PromptRejected as exc:
             raise JobFailed(str(exc)) from exc
         try:
-            outputs = self.client.wait_for_prompt(prompt_id, self.job_timeout, cancel, self.poll)
+            outputs = self.client.wait_for_prompt(prompt_id, self.job_timeout, cancel, self.poll, self.server_wait)
+        except PromptForgotten as exc:
+            raise _PromptLost(str(exc)) from exc
         except PromptFailed as exc:
             raise JobFailed(f"{self.name}: {exc}") from exc
         except PromptTimeout as exc:
@@ -106,4 +138,7 @@ class ComfyUIRunner:
             raise JobFailed("the workflow finished but saved no files; does it end in SaveVideo or SaveImage?")
         suffixes = [PurePosixPath(item.filename).suffix for item in outputs]
         destinations = output_paths(output_dir, job.output, suffixes)
-        return [self.client.download(item, dest) for item, dest in zip(outputs, destinations)]
+        try:
+            return [self.client.download(item, dest) for item, dest in zip(outputs, destinations)]
+        except ServerUnreachable as exc:
+            raise _PromptLost(f"the server went away while its outputs were fetched: {exc}") from exc

@@ -7,12 +7,14 @@ stops generation between sampler steps; the job is journaled as interrupted.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from talkgen_core.queue.manifest import Job
+from talkgen_core.files.guard import inside
+from talkgen_core.queue.manifest import JOB_DIR_KEY, Job
 from talkgen_core.queue.runner import JobFailed, RunnerUnavailable, output_paths
 
 GenerateFn = Callable[..., Any]
@@ -26,17 +28,60 @@ def call_pipeline_generate(generate: GenerateFn, job: Job, out: Path, cancel: th
     """The one place that knows ``pipeline.generate``'s signature.
 
     Calls ``generate(image=PATH | video=PATH, audio=[PATH, ...], out=PATH, cancel=CALLABLE, **settings)``;
-    the result's ``.path`` is the written video (``None`` when nothing was written).
+    the result's ``.path`` is the written video (``None`` when nothing was written). A ``job_dir`` setting
+    becomes ``job_root``: that folder inside the output's folder, holding one sub-folder per job key, so a
+    rerun of an interrupted queue resumes each job and jobs sharing the setting never collide.
     """
-    clashing = sorted(set(job.settings) & set(RESERVED_SETTINGS))
-    if clashing:
-        raise JobFailed(f"the setting(s) {', '.join(clashing)} cannot be set from a manifest; remove the column")
+    clash = _reserved_clash(job)
+    if clash:
+        raise JobFailed(clash)
     source = {job.source_kind: str(job.source)}
     audio = [str(path) for path in job.audio]
-    result = generate(**source, audio=audio, out=str(out), cancel=cancel.is_set, **job.settings)
+    settings = dict(job.settings)
+    if JOB_DIR_KEY in settings:
+        try:
+            settings["job_root"] = str(inside(out.parent, str(settings.pop(JOB_DIR_KEY)), JOB_DIR_KEY))
+        except ValueError as exc:
+            raise JobFailed(str(exc)) from None
+    result = generate(**source, audio=audio, out=str(out), cancel=cancel.is_set, **settings)
     if result.path is None:
         raise JobFailed("generate() returned without writing a video")
     return Path(result.path)
+
+
+def _reserved_clash(job: Job) -> str | None:
+    clashing = sorted(set(job.settings) & set(RESERVED_SETTINGS))
+    return f"the setting(s) {', '.join(clashing)} cannot be set from a manifest; remove the column" if clashing else None
+
+
+def preflight_problems(generate: GenerateFn, job: Job) -> list[str]:
+    """What would stop ``job`` in ``generate``, found without rendering (the in-process ``--dry-run``).
+
+    Settings by :func:`talkgen_core.validation.settings_problems` (types, ranges, finite numbers, known names of
+    solver, size, ...) plus names ``generate`` does not take; then every input file is decoded (the picture
+    or the video's first frame, the whole audio), as the run would.
+    """
+    from talkgen_core.audio.decode import decode_audio
+    from talkgen_core.validation import check_pictures, settings_problems
+
+    accepted = inspect.signature(generate).parameters
+    clash = _reserved_clash(job)
+    problems = [clash] if clash else []
+    unknown = sorted(name for name in job.settings if name not in accepted and name not in RESERVED_SETTINGS)
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        problems.append(f"unknown setting(s) {', '.join(unknown)}; generate() takes: "
+                        f"{', '.join(n for n in accepted if n not in RESERVED_SETTINGS)}")
+    problems += settings_problems(job.settings)
+    checks: list[tuple[str, Callable[[], object]]] = [
+        (f"{job.source_kind} {job.source}", lambda: check_pictures(**{job.source_kind: job.source})),
+        *((f"audio {path}", lambda path=path: decode_audio(path)) for path in job.audio),
+    ]
+    for what, check in checks:
+        try:
+            check()
+        except Exception as exc:  # any reader error: the job would fail the same way when it runs
+            problems.append(f"{what} cannot be used: {exc}")
+    return problems
 
 
 class InProcessRunner:
@@ -47,6 +92,10 @@ class InProcessRunner:
 
     def check(self) -> None:
         self._load_generate()
+
+    def preflight(self, job: Job) -> list[str]:
+        """See :func:`preflight_problems`."""
+        return preflight_problems(self._load_generate(), job)
 
     def run(self, job: Job, output_dir: Path, cancel: threading.Event) -> list[Path]:
         generate = self._load_generate()

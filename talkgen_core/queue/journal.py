@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from talkgen_core.queue.fingerprint import Fingerprint
+
 Status = Literal["done", "failed"]
 
 
@@ -25,7 +27,7 @@ Status = Literal["done", "failed"]
 class JournalRecord:
     """One finished job attempt."""
 
-    key: str  # Job.key: hash of source, audio, output name and settings
+    key: str  # Job.key: hash of the inputs' contents, output name and settings
     job: int  # job number in the manifest at the time of the attempt
     row: int
     output: str
@@ -34,6 +36,7 @@ class JournalRecord:
     seconds: float = 0.0
     outputs: tuple[str, ...] = ()  # absolute paths of the files written
     runner: str = ""  # "in-process" or the server URL
+    inputs: tuple[Fingerprint, ...] = ()  # the job's files as hashed: lets a rerun skip hashing unchanged files
     finished_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property
@@ -68,6 +71,7 @@ class JournalRecord:
                 seconds=float(data.get("seconds", 0.0)),
                 outputs=tuple(str(p) for p in data.get("outputs", ())),
                 runner=str(data.get("runner", "")),
+                inputs=_fingerprints(data.get("inputs")),
                 finished_at=str(data.get("finished_at", "")),
             )
         except (TypeError, ValueError):
@@ -79,11 +83,21 @@ class JournalContents:
     records: list[JournalRecord]
     unreadable_lines: int  # torn or foreign lines that were skipped
 
+    def fingerprints(self) -> list[Fingerprint]:
+        """Every input fingerprint recorded, oldest first (so the newest of a path wins when collected)."""
+        return [fingerprint for record in self.records for fingerprint in record.inputs]
+
     def latest_by_key(self) -> dict[str, JournalRecord]:
         latest: dict[str, JournalRecord] = {}
         for record in self.records:
             latest[record.key] = record
         return latest
+
+
+def _fingerprints(data: Any) -> tuple[Fingerprint, ...]:
+    """The readable fingerprints of a record's ``inputs`` (absent in journals of older versions)."""
+    parsed = [Fingerprint.from_json(item) for item in data] if isinstance(data, list) else []
+    return tuple(f for f in parsed if f is not None)
 
 
 def read_journal(path: str | Path) -> JournalContents:

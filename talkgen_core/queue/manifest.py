@@ -29,10 +29,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
+from talkgen_core.files.guard import relative_problem
+from talkgen_core.queue.fingerprint import Fingerprint
+
 Scalar = Union[bool, int, float, str]
 
 SOURCE_KINDS = ("video", "image")
 OUTPUT_KEY = "output"
+JOB_DIR_KEY = "job_dir"  # a setting, checked here: job folders stay inside the output folder
 _AUDIO_KEY = re.compile(r"^audio(\d*)$")
 _MEDIA_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".gif", ".png", ".webp", ".jpg")
 _JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -54,6 +58,7 @@ class Job:
     output: str
     settings: dict[str, Scalar] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    fingerprints: tuple[Fingerprint, ...] = ()  # source then audio, by content; set before the journal is read
 
     @property
     def label(self) -> str:
@@ -65,14 +70,17 @@ class Job:
 
     @property
     def key(self) -> str:
-        """Stable identity for the journal: a hash of source, audio, output name and settings."""
-        identity = {
-            "source_kind": self.source_kind,
-            "source": str(self.source) if self.source else "",
-            "audio": [str(p) for p in self.audio],
-            "output": self.output,
-            "settings": self.settings,
-        }
+        """Stable identity for the journal: a hash of the inputs' contents, output name and settings.
+
+        Files are known by their sha256 once fingerprinted (every runnable job is, before the journal is
+        consulted), so a file replaced under the same name makes a new job; a job whose files could not
+        be read has no content to hash and is known by its paths.
+        """
+        if self.fingerprints:
+            files: dict[str, Any] = {"inputs": [f.sha256 for f in self.fingerprints]}
+        else:
+            files = {"source": str(self.source) if self.source else "", "audio": [str(p) for p in self.audio]}
+        identity = {"source_kind": self.source_kind, **files, "output": self.output, "settings": self.settings}
         text = json.dumps(identity, sort_keys=True, ensure_ascii=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
@@ -248,6 +256,10 @@ def _build_job(number: int, row: _RawRow, base: Path, cells_are_text: bool) -> J
         else:
             problems.append(f"setting {key!r} must be a number, true/false or text, not {type(value).__name__}")
 
+    job_dir_problem = relative_problem(settings[JOB_DIR_KEY]) if JOB_DIR_KEY in settings else None
+    if job_dir_problem:
+        problems.append(f"`{JOB_DIR_KEY}` {settings[JOB_DIR_KEY]!r} {job_dir_problem}: it is a folder inside the "
+                        "output folder, e.g. jobs")
     output, problem = _output_name(entry.get(by_lower.get(OUTPUT_KEY, "")), source)
     if problem:
         problems.append(problem)

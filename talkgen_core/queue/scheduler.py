@@ -63,6 +63,7 @@ class _AttemptRecorder:
                     key=outcome.job.key, job=outcome.job.number, row=outcome.job.row, output=outcome.job.output,
                     status="done" if outcome.status == "done" else "failed", reason=outcome.reason,
                     seconds=round(outcome.seconds or 0.0, 3), outputs=outcome.outputs, runner=outcome.runner,
+                    inputs=outcome.job.fingerprints,
                 )
             )
             return True

@@ -71,7 +71,7 @@ class WorkflowSlots:
 
 
 def load_api_workflow(path: str | Path) -> ApiWorkflow:
-    """Read and shape-check an API-format workflow (``NAME.api.json``)."""
+    """Read and shape-check an API-format workflow (the pack ships them as ``workflows/api/NAME.json``)."""
     path = Path(path)
     if not path.is_file():
         raise WorkflowError(f"workflow not found: {path}")
@@ -85,7 +85,7 @@ def load_api_workflow(path: str | Path) -> ApiWorkflow:
 def check_api_workflow(data: Any, name: str = "workflow") -> ApiWorkflow:
     if isinstance(data, dict) and "nodes" in data and "links" in data:
         raise WorkflowError(
-            f"{name} is a UI-format workflow; the queue needs the API format: use the NAME.api.json twin "
+            f"{name} is a UI-format workflow; the queue needs the API format: use its twin in the pack's workflows/api/ "
             "or ComfyUI's 'Export (API)'"
         )
     if not isinstance(data, dict) or not data:

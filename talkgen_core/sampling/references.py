@@ -34,28 +34,27 @@ ANCHORS: tuple[str, ...] = ("chunk_start", "first_new_frame", "chunk_middle")
 
 
 def to_pixels(image: ImageInput) -> torch.Tensor:
-    """An image file, PIL image, ``[H, W, 3]`` uint8 array or ``[3, H, W]`` tensor in [-1, 1] -> ``[3, H, W]``."""
-    if isinstance(image, (str, Path)):
-        from PIL import Image
+    """An image file, PIL image, ``[H, W, 3]`` uint8 array or ``[3, H, W]`` tensor in [-1, 1] -> ``[3, H, W]``.
 
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"reference image not found: {path}")
-        try:
-            with Image.open(path) as img:
-                image = np.asarray(img.convert("RGB"))
-        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
-            raise ValueError(f"reference image {path} could not be read ({exc}); give a PNG, JPEG or WebP image") from exc
-    if not isinstance(image, (np.ndarray, torch.Tensor)) and hasattr(image, "convert"):
-        image = np.asarray(image.convert("RGB"))
+    Files and PIL images of any pixel mode (16-bit grey, float, alpha) are read as a viewer shows them
+    (:func:`talkgen_core.video.images.image_to_rgb`).
+    """
+    from talkgen_core.video.images import image_to_rgb, read_image
+
+    if isinstance(image, (str, Path)):
+        image = torch.from_numpy(read_image(image, what="reference image")).permute(2, 0, 1) * 2.0 - 1.0
+    elif not isinstance(image, (np.ndarray, torch.Tensor)) and hasattr(image, "convert"):
+        image = torch.from_numpy(image_to_rgb(image)).permute(2, 0, 1) * 2.0 - 1.0
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image arrays must be [H, W, 3] uint8, got {image.shape} {image.dtype}")
-        return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
+        image = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
     if isinstance(image, torch.Tensor):
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f"image tensors must be [3, H, W] in [-1, 1], got {tuple(image.shape)}")
-        return image.float()
+        if image.ndim != 3 or image.shape[0] != 3 or 0 in image.shape:
+            raise ValueError(f"image tensors must be [3, H, W] in [-1, 1] with H, W > 0, got {tuple(image.shape)}")
+        if not torch.isfinite(image).all():
+            raise ValueError("the reference image holds NaN or infinite values")
+        return image.float().contiguous()
     raise TypeError(f"unsupported image type {type(image).__name__}; pass a path, PIL image, array or tensor")
 
 

@@ -38,6 +38,7 @@ from talkgen_core.audio.windows import frame_windows
 from .chunks import ChunkPlan, ChunkSpec, latent_frames
 from .colour import match_colours
 from .guidance import GuidanceConfig, GuidedVelocity
+from .interrupt import Check, StepWatch, before_each_block, checked_between
 from .jobdir import JobDir, chunk_seed
 from .references import ReferenceProvider
 from .schedules import NUM_TRAIN_TIMESTEPS, SHIFT_480P, flow_timesteps
@@ -46,15 +47,31 @@ from .wrappers import ChunkConditioning, DiTVelocity, pin_leading_frames
 
 ContextMode = Literal["latent", "pixel"]
 MASK_CHANNELS = 4
+BLOCK_REPORT_S = 2.0  # a step still running reports its progress this often (a cheap, throttled "block" event)
+
+
+class NonFiniteLatents(ValueError):
+    """A chunk's latents became NaN or infinite while sampling: raised at that step, before anything of the
+    chunk is saved or decoded (a NaN latent decodes to a black video that would otherwise look finished)."""
+
+    def __init__(self, chunk: int, num_chunks: int, step: int, num_steps: int) -> None:
+        super().__init__(
+            f"chunk {chunk + 1}/{num_chunks}: the latents became NaN or infinite at solver step {step}/{num_steps}, "
+            "so nothing of this chunk was written; earlier chunks are kept (in the job folder when one is used). "
+            "Likely causes: a non-finite or extreme guidance scale or shift, or broken model weights (run "
+            "check-model on the files)"
+        )
+        self.chunk = chunk
 
 
 class Cancelled(RuntimeError):
-    """Raised between solver steps when the cancel check says so; finished chunks stay saved."""
+    """Raised when the cancel check says so (checked down to single DiT blocks); finished chunks stay saved."""
 
     def __init__(self, finished_chunks: int, num_chunks: int, job_path: Optional[str]) -> None:
-        where = f"saved in {job_path}; resume with the same settings to continue" if job_path else (
-            "not saved (no job directory was given)")
-        super().__init__(f"cancelled after {finished_chunks} of {num_chunks} chunks; finished chunks are {where}")
+        where = (f"kept in the job folder {job_path}; run it again with the same inputs and settings to resume "
+                 f"from chunk {finished_chunks + 1}") if job_path else "not kept (no job folder was given)"
+        super().__init__(f"cancelled after {finished_chunks} of {num_chunks} chunks; the {finished_chunks} finished "
+                         f"chunk(s) are {where}")
         self.finished_chunks = finished_chunks
         self.num_chunks = num_chunks
         self.job_path = job_path
@@ -127,7 +144,7 @@ class StreamState:
 
 @dataclass(frozen=True)
 class StreamProgress:
-    kind: Literal["step", "chunk"]
+    kind: Literal["step", "chunk", "block"]  # "block": a long step is still running (see step_fraction)
     chunk: int  # 0-based chunk index
     num_chunks: int
     step: int  # steps done in this chunk
@@ -138,6 +155,7 @@ class StreamProgress:
     eta_s: Optional[float]  # None until a step has been timed
     replayed: bool = False  # the chunk came from the job directory instead of being sampled
     preview: Optional[torch.Tensor] = None  # [3, H, W] in [-1, 1]: the chunk's last frame ("chunk" events)
+    step_fraction: float = 0.0  # "block" events: share of the running step done, estimated from block counts
 
 
 @dataclass
@@ -171,28 +189,35 @@ def _reference_clip(reference: torch.Tensor, video_frames: int, group: int) -> I
         remaining -= n
 
 
-def encode_reference_condition(vae, reference: torch.Tensor, video_frames: int) -> torch.Tensor:
-    """``[mask (4) | VAE latent of reference + grey frames (z)]`` for one chunk: ``[1, 4 + z, T, h, w]``."""
+def encode_reference_condition(vae, reference: torch.Tensor, video_frames: int,
+                               check: Optional[Check] = None) -> torch.Tensor:
+    """``[mask (4) | VAE latent of reference + grey frames (z)]`` for one chunk: ``[1, 4 + z, T, h, w]``.
+
+    ``check`` runs between the latent frames of a streamed encode (a cancel check)."""
     stride = int(getattr(vae, "temporal_stride", 4))
     if hasattr(vae, "encode_stream"):  # bounded memory: never holds the whole pixel clip
-        latent = torch.cat(list(vae.encode_stream(_reference_clip(reference, video_frames, stride))), dim=2)
+        clip = checked_between(_reference_clip(reference, video_frames, stride), check)
+        latent = torch.cat(list(vae.encode_stream(clip)), dim=2)
     else:
         latent = vae.encode(torch.cat(list(_reference_clip(reference, video_frames, stride)), dim=2))
     mask = first_frame_mask(video_frames, latent.shape[3], latent.shape[4], stride).to(latent)
     return torch.cat([mask, latent], dim=1)
 
 
-def decoded_pieces(vae, latents: torch.Tensor, decode_state=None) -> Iterator[torch.Tensor]:
+def decoded_pieces(vae, latents: torch.Tensor, decode_state=None,
+                   check: Optional[Check] = None) -> Iterator[torch.Tensor]:
     """Decode a chunk's latents, piece by piece when the VAE streams. Yields ``[1, 3, n, H, W]``.
 
     ``decode_state`` (from ``vae.new_decode_state()``) continues a decode stream: ``latents`` are taken as
-    the latent frames that follow those the state has already decoded.
+    the latent frames that follow those the state has already decoded. ``check`` runs between the latent
+    frames of a streamed decode (a cancel check).
     """
+    frames = checked_between(torch.split(latents, 1, dim=2), check)
     if decode_state is not None:
-        for piece in torch.split(latents, 1, dim=2):
+        for piece in frames:
             yield vae.decode_chunk(piece, decode_state)
     elif hasattr(vae, "decode_stream"):
-        yield from vae.decode_stream(latents)
+        yield from vae.decode_stream(frames)
     else:
         yield vae.decode(latents)
 
@@ -236,12 +261,14 @@ class StreamingSampler:
         self.context_latent_frames = latent_frames(plan.context_frames)
 
     # ------------------------------------------------------------------ per-chunk inputs
-    def condition_for(self, chunk: ChunkSpec, reference: torch.Tensor, state: StreamState) -> torch.Tensor:
+    def condition_for(self, chunk: ChunkSpec, reference: torch.Tensor, state: StreamState,
+                      check: Optional[Check] = None) -> torch.Tensor:
         """The chunk's ``[1, 4 + z, T, h, w]`` condition, reusing the previous one for an unchanged reference."""
         if state.cached_reference is not None and torch.equal(state.cached_reference, reference):
             assert state.cached_condition is not None
             return state.cached_condition
-        condition = encode_reference_condition(self.vae, reference.to(self.device), chunk.length).to(self.device)
+        reference_on_device = reference.to(self.device)
+        condition = encode_reference_condition(self.vae, reference_on_device, chunk.length, check).to(self.device)
         state.cached_reference, state.cached_condition = reference, condition
         return condition
 
@@ -280,10 +307,11 @@ class StreamingSampler:
     # ------------------------------------------------------------------ sampling and output
     @torch.no_grad()
     def sample_chunk(self, chunk: ChunkSpec, state: StreamState,
-                     on_step: Optional[Callable[[StepInfo], None]] = None) -> torch.Tensor:
-        """Sample one chunk's latents ``[1, z, T, h, w]`` (context frames clean)."""
+                     on_step: Optional[Callable[[StepInfo], None]] = None,
+                     check: Optional[Check] = None) -> torch.Tensor:
+        """Sample one chunk's latents ``[1, z, T, h, w]`` (context frames clean); ``check`` as in :meth:`run`."""
         reference = self.references.reference_for(chunk, self.fps)
-        condition = self.condition_for(chunk, reference, state)
+        condition = self.condition_for(chunk, reference, state, check)
         clean = self.clean_context(chunk, condition, state)
         c = self.conditioning
         clip = c.clip_encoder(reference.to(self.device)) if c.clip_encoder is not None else None
@@ -305,13 +333,15 @@ class StreamingSampler:
             info.x[:, :, :k] = clean  # exact clean context after every step
             if end is not None:
                 info.x[:, :, -1:] = end
+            if not torch.isfinite(info.x).all():
+                raise NonFiniteLatents(chunk.index, self.plan.num_chunks, info.step + 1, info.num_steps)
             if on_step is not None:
                 on_step(info)
 
         return self.solver(model_fn, x, self.timesteps, callback=after_step, generator=generator)
 
-    def _decoded_chunk(self, chunk: ChunkSpec, latents: torch.Tensor,
-                       state: StreamState) -> tuple[Iterator[torch.Tensor], int]:
+    def _decoded_chunk(self, chunk: ChunkSpec, latents: torch.Tensor, state: StreamState,
+                       check: Optional[Check]) -> tuple[Iterator[torch.Tensor], int]:
         """The chunk's decoded frames as pieces ``[1, 3, n, H, W]``, and the window offset of the first one.
 
         In latent mode with a VAE that decodes streams (``new_decode_state`` / ``decode_chunk``) the decoder's
@@ -322,22 +352,24 @@ class StreamingSampler:
         vae = self.vae
         if self.settings.context_mode != "latent" or not hasattr(vae, "new_decode_state"):
             state.decode_state = None
-            return decoded_pieces(vae, latents), 0
+            return decoded_pieces(vae, latents, check=check), 0
         if chunk.index == 0 or state.decode_state is None or chunk.context_latents != self.context_latent_frames:
             state.decode_state = vae.new_decode_state()
-            return decoded_pieces(vae, latents, state.decode_state), 0
+            return decoded_pieces(vae, latents, state.decode_state, check), 0
         state.decode_state.to(self.device)
         new = latents[:, :, chunk.context_latents :]
-        return decoded_pieces(vae, new, state.decode_state), chunk.length - vae.temporal_stride * new.shape[2]
+        offset = chunk.length - vae.temporal_stride * new.shape[2]
+        return decoded_pieces(vae, new, state.decode_state, check), offset
 
     @torch.no_grad()
-    def finish_chunk(self, chunk: ChunkSpec, latents: torch.Tensor, state: StreamState, sink: FrameSink) -> None:
+    def finish_chunk(self, chunk: ChunkSpec, latents: torch.Tensor, state: StreamState, sink: FrameSink,
+                     check: Optional[Check] = None) -> None:
         """Decode, colour-correct, write the chunk's output frames and update the state for the next chunk."""
         colour_ref = self.references.colour_reference() if self.settings.colour_strength > 0 else None
         keep_tail = self.settings.context_mode == "pixel"
         tail: list[torch.Tensor] = []
         tail_from = chunk.length - self.plan.context_frames
-        pieces, offset = self._decoded_chunk(chunk, latents.to(self.device), state)
+        pieces, offset = self._decoded_chunk(chunk, latents.to(self.device), state, check)
         for piece in pieces:
             n = piece.shape[2]
             if colour_ref is not None:
@@ -360,8 +392,14 @@ class StreamingSampler:
 
     def run(self, sink: FrameSink, job: Optional[JobDir] = None,
             progress: Optional[Callable[[StreamProgress], None]] = None,
-            cancel: Optional[Callable[[], bool]] = None, state: Optional[StreamState] = None) -> StreamResult:
-        """Run every remaining chunk; finished chunks in ``job`` are replayed from their saved latents."""
+            cancel: Optional[Callable[[], bool]] = None, state: Optional[StreamState] = None,
+            block_report_s: float = BLOCK_REPORT_S) -> StreamResult:
+        """Run every remaining chunk; finished chunks in ``job`` are replayed from their saved latents.
+
+        ``cancel`` is asked before every chunk, between solver steps, before every DiT block (so also between
+        CFG passes) and between the latent frames of streamed VAE passes; a yes raises :class:`Cancelled`.
+        While a step runs, "block" progress events say how far it got, at most every ``block_report_s``.
+        """
         state = state or StreamState()
         plan, steps = self.plan, self.settings.steps
         started = time.perf_counter()
@@ -375,43 +413,58 @@ class StreamingSampler:
             to_sample = [i for i in range(chunk_index, plan.num_chunks) if job is None or not job.is_finished(i)]
             return max(0, len(to_sample) * steps - steps_done)
 
-        def report(kind, chunk: ChunkSpec, step: int, was_replayed: bool = False) -> None:
+        def report(kind, chunk: ChunkSpec, step: int, was_replayed: bool = False, fraction: float = 0.0) -> None:
             if progress is None:
                 return
             rate = sampling_time / sampled_steps if sampled_steps else None
-            eta = None if rate is None else rate * remaining_steps(chunk.index, step if kind == "step" else steps)
+            eta = None if rate is None else rate * remaining_steps(chunk.index, steps if kind == "chunk" else step)
             progress(StreamProgress(kind, chunk.index, plan.num_chunks, step, steps, state.frames_written,
                                     plan.total_frames, time.perf_counter() - started, eta, was_replayed,
-                                    state.last_frame if kind == "chunk" else None))
+                                    state.last_frame if kind == "chunk" else None, fraction))
 
-        for chunk in plan.chunks()[state.next_chunk :]:
+        finished = state.next_chunk  # chunks whose latents are safe: saved in the job, or written
+
+        def check() -> None:
             if cancel is not None and cancel():
-                raise Cancelled(chunk.index, plan.num_chunks, job_path)
-            if job is not None and job.is_finished(chunk.index):
-                latents = job.load_chunk(chunk.index).to(self.device)
-                self.finish_chunk(chunk, latents, state, sink)
-                replayed += 1
-                report("chunk", chunk, steps, was_replayed=True)
-                continue
-            chunk_started = time.perf_counter()
-            last_tick = [chunk_started]
+                raise Cancelled(finished, plan.num_chunks, job_path)
 
-            def on_step(info: StepInfo, chunk: ChunkSpec = chunk) -> None:
-                nonlocal sampled_steps, sampling_time
-                now = time.perf_counter()
-                sampled_steps += 1
-                sampling_time += now - last_tick[0]
-                last_tick[0] = now
-                report("step", chunk, info.step + 1)
-                if cancel is not None and info.step + 1 < info.num_steps and cancel():
-                    raise Cancelled(chunk.index, plan.num_chunks, job_path)
+        steps_done = 0
+        watch = StepWatch(check, lambda fraction: report("block", chunk, steps_done, fraction=fraction),
+                          block_report_s)
+        with before_each_block(self.dit, watch.before_block):
+            for chunk in plan.chunks()[state.next_chunk :]:
+                check()
+                if job is not None and job.is_finished(chunk.index):
+                    latents = job.load_chunk(chunk.index).to(self.device)
+                    finished = chunk.index + 1
+                    self.finish_chunk(chunk, latents, state, sink, check)
+                    replayed += 1
+                    report("chunk", chunk, steps, was_replayed=True)
+                    continue
+                chunk_started = time.perf_counter()
+                last_tick = [chunk_started]
+                steps_done = 0
 
-            latents = self.sample_chunk(chunk, state, on_step)
-            if job is not None:
-                job.save_chunk(chunk.index, latents)
-            self.finish_chunk(chunk, latents, state, sink)
-            chunk_seconds.append(time.perf_counter() - chunk_started)
-            sampling_time += time.perf_counter() - last_tick[0]  # decode and write count towards the ETA
-            report("chunk", chunk, steps)
+                def on_step(info: StepInfo, chunk: ChunkSpec = chunk) -> None:
+                    nonlocal sampled_steps, sampling_time, steps_done
+                    now = time.perf_counter()
+                    sampled_steps += 1
+                    sampling_time += now - last_tick[0]
+                    last_tick[0] = now
+                    steps_done = info.step + 1
+                    watch.step_done()
+                    report("step", chunk, steps_done)
+                    if info.step + 1 < info.num_steps:
+                        check()
+
+                latents = self.sample_chunk(chunk, state, on_step, check)
+                if job is not None:
+                    job.save_chunk(chunk.index, latents)
+                    finished = chunk.index + 1
+                self.finish_chunk(chunk, latents, state, sink, check)
+                finished = chunk.index + 1
+                chunk_seconds.append(time.perf_counter() - chunk_started)
+                sampling_time += time.perf_counter() - last_tick[0]  # decode and write count towards the ETA
+                report("chunk", chunk, steps)
         return StreamResult(state.frames_written, plan.num_chunks, replayed, time.perf_counter() - started,
                             chunk_seconds)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from talkgen_core.files.atomic import atomic_path, write_bytes_atomic
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
@@ -94,11 +95,9 @@ def save_checkpoint(
         opt_tensors, opt_meta[name] = _optimizer_tensors(name, optimizer)
         tensors.update(opt_tensors)
     meta = {"progress": asdict(progress), "optimizers": opt_meta, "extra": extra or {}}
-    tmp_t, tmp_m = out_dir / (CHECKPOINT_TENSORS + ".tmp"), out_dir / (CHECKPOINT_META + ".tmp")
-    save_file(tensors, str(tmp_t))
-    tmp_m.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp_t, out_dir / CHECKPOINT_TENSORS)
-    os.replace(tmp_m, out_dir / CHECKPOINT_META)
+    with atomic_path(out_dir / CHECKPOINT_TENSORS) as temp:  # unpredictable temps, renamed when complete
+        save_file(tensors, str(temp))
+    write_bytes_atomic(out_dir / CHECKPOINT_META, json.dumps(meta, indent=1).encode())
 
 
 def has_checkpoint(out_dir: Path) -> bool:

@@ -21,6 +21,8 @@ def images_to_frames(images: torch.Tensor) -> torch.Tensor:
         images = images[None]
     if images.ndim != 4 or images.shape[-1] not in (3, 4):
         raise ValueError(f"images must be [T, H, W, 3] in [0, 1], got shape {tuple(images.shape)}")
+    if 0 in images.shape[:3]:
+        raise ValueError(f"the image batch is empty (shape {tuple(images.shape)}); connect at least one image")
     if not torch.isfinite(images).all():
         raise ValueError("images contain NaN or infinite values")
     return images[..., :3].permute(0, 3, 1, 2).float().clamp(0.0, 1.0) * 2.0 - 1.0

@@ -5,6 +5,9 @@ frames at increasing times (the chunk loop) costs one pass over the file and con
 before the cached window seeks back. The frame shown at time ``t`` is the last frame whose presentation
 time is ``<= t`` (a 30 fps source at t = 2.88 s gives frame 86), which makes the access fps-correct for any
 output rate.
+
+Frames come out as a player shows them: a display rotation (portrait phone video, see
+:mod:`talkgen_core.video.rotation`) is applied, and ``width`` / ``height`` are those of the turned frames.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 import numpy as np
+
+from .rotation import frame_rotation, quarter_turns, upright
 
 # frames that start within this many seconds after t still count as "at t" (absorbs pts rounding)
 _TIME_TOLERANCE = 1e-4
@@ -25,7 +30,8 @@ class VideoReader:
     """Frames of one video stream by time. Use as a context manager or call :meth:`close`.
 
     Attributes: ``fps`` (average frame rate), ``duration`` (seconds), ``frame_count`` (from the container,
-    or estimated from duration x fps), ``width``, ``height``.
+    or estimated from duration x fps), ``width``, ``height`` (as displayed), ``turns`` (counter-clockwise
+    quarter turns applied to the stored frames).
     """
 
     def __init__(self, path: Union[str, Path], cache_frames: int = 48) -> None:
@@ -37,7 +43,12 @@ class VideoReader:
         if not self.path.is_file():
             raise FileNotFoundError(f"video not found: {self.path}")
         self._av = av
-        self._container = av.open(str(self.path))
+        try:
+            self._container = av.open(str(self.path))
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise ValueError(
+                f"video {self.path} could not be read ({exc}); give an mp4, mov, mkv or webm file"
+            ) from exc
         if not self._container.streams.video:
             self._container.close()
             raise ValueError(f"{self.path} has no video stream")
@@ -61,6 +72,21 @@ class VideoReader:
         self._cache: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=max(2, cache_frames))
         self._decoder: Optional[Iterator] = None
         self._exhausted = False
+        self.turns = self._display_turns()
+        if self.turns % 2:
+            self.width, self.height = self.height, self.width
+
+    def _display_turns(self) -> int:
+        """The display rotation, read off the first frame (the display matrix travels as frame side data)."""
+        try:
+            first = next(self._container.decode(self._stream), None)
+        except self._av.error.FFmpegError as exc:
+            self._container.close()
+            raise ValueError(f"video {self.path}: its first frame could not be decoded ({exc})") from exc
+        if first is None:
+            self._container.close()
+            raise ValueError(f"{self.path}: no frame could be decoded")
+        return quarter_turns(frame_rotation(first, self._stream.metadata))
 
     def __enter__(self) -> "VideoReader":
         return self
@@ -90,7 +116,7 @@ class VideoReader:
             return False
         time_s = float(frame.pts * self.time_base) if frame.pts is not None else (
             self._cache[-1][0] + 1.0 / self.fps if self._cache else 0.0)
-        self._cache.append((time_s, frame.to_ndarray(format="rgb24")))
+        self._cache.append((time_s, upright(frame.to_ndarray(format="rgb24"), self.turns)))
         return True
 
     def frame_at(self, time_s: float) -> np.ndarray:

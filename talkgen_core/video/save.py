@@ -8,6 +8,9 @@ from typing import Optional, Union
 
 import torch
 
+from talkgen_core.files.atomic import atomic_path
+from talkgen_core.files.guard import refuse_overwriting_inputs
+
 from .frames import images_to_frames
 from .reader import VideoReader
 from .writer import Mp4Writer, WrittenVideo, mux_audio
@@ -36,13 +39,15 @@ def save_video(
 ) -> WrittenVideo:
     """Write ``path`` from exactly one of ``source`` (a video file, stream-copied) or ``images``
     (``[T, H, W, 3]`` in [0, 1], encoded at ``fps``). ``audio`` replaces the soundtrack, cut or padded to the
-    video's length; without it a source keeps its own sound and images get none."""
+    video's length; without it a source keeps its own sound and images get none. ``path`` appears only when
+    complete, and must not be ``source``."""
     if (source is None) == (images is None):
         raise ValueError("save_video needs exactly one of source (a video file) or images")
     if audio is not None and not sample_rate:
         raise ValueError("audio needs its sample_rate")
     track = None if audio is None else _channels_first(torch.as_tensor(audio, dtype=torch.float32))
     path = Path(path)
+    refuse_overwriting_inputs(path, [("source video", source)], flag="path")
     if images is not None:
         writer = Mp4Writer(path, fps=fps, audio=track, sample_rate=sample_rate or 16000, crf=crf)
         for start in range(0, images.shape[0], ENCODE_BATCH):
@@ -52,7 +57,8 @@ def save_video(
         frames, rate, width, height = reader.frame_count, reader.fps, reader.width, reader.height
     path.parent.mkdir(parents=True, exist_ok=True)
     if track is None:
-        shutil.copyfile(source, path)
+        with atomic_path(path) as temp:
+            shutil.copyfile(source, temp)
         return WrittenVideo(path, frames, rate, width, height, has_audio=True)
     mux_audio(Path(source), track, int(sample_rate), frames / rate, path)
     return WrittenVideo(path, frames, rate, width, height, has_audio=True)

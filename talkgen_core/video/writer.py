@@ -10,16 +10,19 @@ AAC in a second, stream-copying ffmpeg pass.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Protocol, Union
+from typing import BinaryIO, Optional, Protocol, Union
 
 import numpy as np
 import torch
+
+from talkgen_core.audio.spill import SpilledSamples
+from talkgen_core.files.atomic import TempFile
+from talkgen_core.files.guard import refuse_overwriting_inputs
 
 
 class FrameSink(Protocol):
@@ -68,17 +71,17 @@ def _rate(fps: float) -> str:
     return f"{rate.numerator}/{rate.denominator}"
 
 
-def spill_audio(audio: torch.Tensor, path: Path, sample_rate: int) -> int:
-    """Write ``[S]`` or ``[C, S]`` audio in [-1, 1] to ``path`` as interleaved float32 (one second at a time,
-    so no full-length copy is made); returns the channel count."""
+def spill_audio(audio: torch.Tensor, handle: BinaryIO, sample_rate: int) -> int:
+    """Write ``[S]`` or ``[C, S]`` audio in [-1, 1] into the open file ``handle`` as interleaved float32 (one
+    second at a time, so no full-length copy is made; flushed at the end); returns the channel count."""
     if audio.ndim == 1:
         audio = audio[None]
     if audio.ndim != 2 or not 1 <= audio.shape[0] <= 8 or audio.shape[1] == 0:
         raise ValueError(f"audio must be [S] or [C, S] with 1 <= C <= 8 and S > 0, got {tuple(audio.shape)}")
-    with open(path, "wb") as handle:
-        for start in range(0, audio.shape[1], sample_rate):
-            block = audio[:, start : start + sample_rate].float().clamp(-1.0, 1.0)
-            handle.write(block.t().contiguous().numpy().astype("<f4").tobytes())
+    for start in range(0, audio.shape[1], sample_rate):
+        block = audio[:, start : start + sample_rate].float().clamp(-1.0, 1.0)
+        handle.write(block.t().contiguous().numpy().astype("<f4").tobytes())
+    handle.flush()
     return int(audio.shape[0])
 
 
@@ -95,25 +98,24 @@ def mux_raw_audio(video: Path, raw_audio: Path, channels: int, sample_rate: int,
     ]
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if done.returncode != 0:
-        raise RuntimeError(
-            f"muxing audio into {out} failed: {done.stderr.decode(errors='replace')[-2000:]}; the video without "
-            f"the new audio is still at {video}"
-        )
+        raise RuntimeError(f"muxing audio into {out} failed: {done.stderr.decode(errors='replace')[-2000:]}")
 
 
 def mux_audio(video: Path, audio: torch.Tensor, sample_rate: int, duration_s: float, out: Path) -> None:
     """Give an existing video a new soundtrack: ``audio`` (``[S]`` or ``[C, S]``) cut or padded to ``duration_s``.
 
-    The video stream is copied, not re-encoded. ``out`` must differ from ``video``.
+    The video stream is copied, not re-encoded. ``out`` must differ from ``video``; it appears only when
+    complete (an older file there is kept until then).
     """
-    if Path(out).resolve() == Path(video).resolve():
-        raise ValueError(f"mux_audio writes a new file; out must differ from the input video {video}")
-    raw = Path(out).with_name(f".{Path(out).stem}.audio.f32")
+    refuse_overwriting_inputs(out, [("video", video)])
+    raw, muxed = TempFile(out, ".audio.f32"), TempFile(out)
     try:
-        channels = spill_audio(torch.as_tensor(audio, dtype=torch.float32), raw, sample_rate)
-        mux_raw_audio(Path(video), raw, channels, sample_rate, round(duration_s * sample_rate), Path(out))
+        channels = spill_audio(torch.as_tensor(audio, dtype=torch.float32), raw.handle, sample_rate)
+        mux_raw_audio(Path(video), raw.path, channels, sample_rate, round(duration_s * sample_rate), muxed.path)
+        muxed.commit()
     finally:
-        raw.unlink(missing_ok=True)
+        muxed.discard()
+        raw.discard()
 
 
 def write_gif(video: Union[str, Path], gif: Union[str, Path], fps: float = 12.0, width: int = 256) -> Path:
@@ -135,10 +137,15 @@ def write_gif(video: Union[str, Path], gif: Union[str, Path], fps: float = 12.0,
 class Mp4Writer:
     """Stream frames into an H.264 mp4, then mux the audio in, trimmed or padded to the video length.
 
+    Everything is written to temp files beside ``path`` (see :mod:`talkgen_core.files.atomic`); the finished
+    video is renamed to ``path`` by :meth:`close`, so ``path`` never holds a partial or short video, and an
+    older file there stays until then. :meth:`abort` removes the temps and leaves ``path`` untouched.
+
     Args:
         path: output file (its folder is created).
         fps: output frame rate.
-        audio: ``[S]`` mono or ``[C, S]`` float waveform in [-1, 1], or None for a silent video.
+        audio: ``[S]`` mono or ``[C, S]`` float waveform in [-1, 1] (a tensor, or ``SpilledSamples`` on disk), or
+            None for a silent video.
         sample_rate: the audio's sample rate.
         crf, preset: x264 quality and speed.
     """
@@ -156,13 +163,18 @@ class Mp4Writer:
         self._process: Optional[subprocess.Popen] = None
         self._log = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._video_path = self.path.with_name(f".{self.path.stem}.video-only.mp4")
-        self._audio_path = self.path.with_name(f".{self.path.stem}.audio.f32")
+        self._video: Optional[TempFile] = None  # made when the first frames arrive
+        self._audio: Optional[TempFile] = None
         self.audio_channels = 0
         if audio is not None:
             # spilled to a temporary file now, so this writer holds no copy while the video is rendered
-            self.audio_channels = spill_audio(torch.as_tensor(audio, dtype=torch.float32), self._audio_path,
-                                              self.sample_rate)
+            self._audio = TempFile(self.path, ".audio.f32")
+            try:
+                samples = audio if isinstance(audio, SpilledSamples) else torch.as_tensor(audio, dtype=torch.float32)
+                self.audio_channels = spill_audio(samples, self._audio.handle, self.sample_rate)
+            except BaseException:
+                self._audio.discard()
+                raise
 
     @property
     def has_audio(self) -> bool:
@@ -170,6 +182,7 @@ class Mp4Writer:
 
     def _start(self, width: int, height: int) -> None:
         self.size = (width, height)
+        self._video = TempFile(self.path, ".video-only.mp4")
         self._log = tempfile.TemporaryFile()
         command = [
             ffmpeg_executable(), "-y", "-hide_banner", "-loglevel", "error",
@@ -178,7 +191,7 @@ class Mp4Writer:
         if width % 2 or height % 2:  # yuv420p needs even sizes: pad by one pixel, frame count unchanged
             command += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
         command += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
-                    "-movflags", "+faststart", str(self._video_path)]
+                    "-movflags", "+faststart", str(self._video.path)]
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
 
     def _ffmpeg_error(self) -> str:
@@ -205,10 +218,21 @@ class Mp4Writer:
         self.frames_written += pixels.shape[0]
 
     def close(self) -> WrittenVideo:
-        """Finish encoding and mux the audio; returns what was written (idempotent)."""
+        """Finish encoding, mux the audio and rename the result to ``path``; returns what was written
+        (idempotent). On failure the temps are removed and ``path`` is left as it was."""
         if self.result is not None:
             return self.result
-        if self._process is None:
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
+        width, height = self.size or (0, 0)
+        self.result = WrittenVideo(self.path, self.frames_written, self.fps, width, height, self.has_audio)
+        return self.result
+
+    def _finish(self) -> None:
+        if self._process is None or self._video is None:
             raise RuntimeError(f"no frames were written to {self.path}")
         assert self._process.stdin is not None
         try:
@@ -219,24 +243,29 @@ class Mp4Writer:
             raise RuntimeError(f"ffmpeg failed to encode {self.path}: {self._ffmpeg_error()}")
         if self._log is not None:
             self._log.close()
-        if self.has_audio:
+        if self._audio is None:
+            self._video.commit()
+            return
+        muxed = TempFile(self.path)
+        try:
             samples = round(self.frames_written / self.fps * self.sample_rate)
-            mux_raw_audio(self._video_path, self._audio_path, self.audio_channels, self.sample_rate, samples, self.path)
-            self._audio_path.unlink(missing_ok=True)
-            self._video_path.unlink(missing_ok=True)
-        else:
-            os.replace(self._video_path, self.path)
-        width, height = self.size or (0, 0)
-        self.result = WrittenVideo(self.path, self.frames_written, self.fps, width, height, self.has_audio)
-        return self.result
+            mux_raw_audio(self._video.path, self._audio.path, self.audio_channels, self.sample_rate, samples,
+                          muxed.path)
+            muxed.commit()
+        finally:
+            muxed.discard()
+        self._video.discard()
+        self._audio.discard()
 
     def abort(self) -> None:
-        """Stop ffmpeg and remove the partial files (for errors where nothing should be kept)."""
+        """Stop ffmpeg and remove the temp files; ``path`` is left as it was (for errors and cancels, where a
+        short video must not look finished)."""
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
-        self._video_path.unlink(missing_ok=True)
-        self._audio_path.unlink(missing_ok=True)
+        for temp in (self._video, self._audio):
+            if temp is not None:
+                temp.discard()
         self.result = None
 
 

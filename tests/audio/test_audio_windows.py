@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from talkgen_core.audio import chunk_audio_windows, frame_windows
-from talkgen_core.audio.windows import extend_tail
+from talkgen_core.audio.spill import SpillRows
 
 
 def ramp_features(num_frames: int, layers: int = 3, dim: int = 2) -> torch.Tensor:
@@ -58,7 +58,21 @@ def test_track_shorter_than_one_chunk_mirrors_back_and_forth():
     assert seq[:30] == list(range(30))
     assert seq[30:60] == list(range(29, -1, -1))
     assert seq[60:] == list(range(0, 21))
-    assert extend_tail(feats, 84).shape[0] == 84
+
+
+@pytest.mark.parametrize("num_frames", [1, 7, 30, 200])
+def test_features_on_disk_give_the_same_windows_reading_only_the_chunk(num_frames, monkeypatch):
+    feats = torch.randn(num_frames, 3, 2)
+    rows = SpillRows((3, 2))
+    rows.append(feats)
+    reads = []
+    read = SpillRows.__getitem__
+    monkeypatch.setattr(SpillRows, "__getitem__", lambda self, key: reads.append(key) or read(self, key))
+    for start in range(0, num_frames, max(1, num_frames // 5)):
+        for length in (1, 5, 81):
+            assert torch.equal(frame_windows(rows, start, length), frame_windows(feats, start, length))
+            span = reads[-1].stop - reads[-1].start
+            assert span <= min(num_frames, length + 4)  # the chunk's rows and their neighbours, not the track
 
 
 def test_several_speakers_are_windowed_alike():

@@ -4,8 +4,11 @@
 end to end. It implements ``/upload/image`` (multipart, validated like the real route), ``/prompt``
 (validates the graph and answers 400 with ``node_errors`` like ComfyUI), ``/history/{id}`` (a prompt
 "runs" for a few polls, then finishes with outputs or an ``execution_error``), ``/view``,
-``/object_info``, ``/queue`` and ``/interrupt``. Every request is recorded. ``overlapping_prompts``
-counts prompts submitted while an earlier one was unfinished, to check one job in flight per server.
+``/object_info``, ``/queue`` (GET lists the unfinished prompts as running; POST deletes) and ``/interrupt``.
+Every request is recorded. ``overlapping_prompts`` counts prompts submitted while an earlier one was
+unfinished, to check one job in flight per server. ``restart(down_for)`` stops listening (connections are
+refused) and comes back on the same port with an empty queue and history, as a restarted ComfyUI does;
+``forgetful=N`` makes the server lose each of its first N prompts at their first poll.
 """
 
 from __future__ import annotations
@@ -78,22 +81,52 @@ class FakeComfyUI:
     overlapping_prompts: int = 0
     deleted: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
+    forgetful: int = 0  # the first N prompts vanish at their first history poll
+    forgotten: int = 0
+    restart_at_poll: tuple[int, float] | None = None  # (n, down_for): restart() at the n-th history poll
+    history_polls: int = 0
+    restarts: int = 0
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         self._counter = 0
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._handler = type("Handler", (_Handler,), {"fake": self})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.up = False
+        self._comeback: threading.Timer | None = None
 
     def start(self) -> FakeComfyUI:
-        self._thread.start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.up = True
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self._comeback is not None:
+            self._comeback.cancel()
+        self._go_down()
+
+    def _go_down(self) -> None:
+        if self.up:
+            self.up = False
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+    def restart(self, down_for: float) -> None:
+        """Go down now (refusing connections) and come back after ``down_for`` s with no queue or history."""
+        self._go_down()
+        with self.lock:
+            self.prompts.clear()
+            self.restarts += 1
+
+        def come_back() -> None:
+            self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler)
+            self.start()
+
+        self._comeback = threading.Timer(down_for, come_back)
+        self._comeback.daemon = True
+        self._comeback.start()
 
     def routes_called(self, method: str, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and r.path == path]
@@ -152,8 +185,16 @@ class FakeComfyUI:
 
     def history(self, prompt_id: str) -> tuple[int, Any]:
         with self.lock:
+            self.history_polls += 1
+            if self.restart_at_poll is not None and self.history_polls == self.restart_at_poll[0]:
+                threading.Thread(target=self.restart, args=(self.restart_at_poll[1],), daemon=True).start()
+                return 200, {}
             state = self.prompts.get(prompt_id)
             if state is None:
+                return 200, {}
+            if state.history is None and self.forgotten < self.forgetful:
+                del self.prompts[prompt_id]  # as if the server restarted between two polls
+                self.forgotten += 1
                 return 200, {}
             if state.history is None:
                 if state.polls_left > 0:
@@ -161,6 +202,12 @@ class FakeComfyUI:
                     return 200, {}
                 state.history = self._execute(prompt_id, state.prompt)
             return 200, {prompt_id: state.history}
+
+    def queue_listing(self) -> tuple[int, Any]:
+        with self.lock:
+            running = [[n, pid, p.prompt, {}, []] for n, (pid, p) in enumerate(self.prompts.items())
+                       if p.history is None]
+        return 200, {"queue_running": running, "queue_pending": []}
 
     def view(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         if query.get("type", ["output"])[0] != "output":
@@ -256,6 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "GET" and path == "/object_info":
             status, answer = 200, {name: {"input": {"required": {k: [v] for k, v in schema.items()}}}
                                    for name, schema in NODE_SCHEMAS.items()}
+        elif method == "GET" and path == "/queue":
+            status, answer = fake.queue_listing()
         elif method == "POST" and path == "/queue":
             fake.deleted += json.loads(body or b"{}").get("delete", [])
             status, answer = 200, b""

@@ -10,13 +10,17 @@ from pathlib import Path
 import pytest
 
 from talkgen_core.queue.batch import BatchOptions, run_batch
-from talkgen_core.queue.comfyui_client import ComfyUIClient, PollSchedule, PromptRejected, encode_multipart
+from talkgen_core.queue.comfyui_client import (
+    ComfyUIClient, PollSchedule, PromptRejected, ServerWait, encode_multipart,
+)
 from talkgen_core.queue.journal import read_journal
 
 FAST_POLL = PollSchedule(first=0.01, growth=1.5, longest=0.05)
+SHORT_SERVER_WAIT = ServerWait(limit=0.5, schedule=FAST_POLL)  # a dead server is given up on quickly
 
 
 def options(manifest: Path, workflow: Path, *servers: str, **extra) -> BatchOptions:
+    extra.setdefault("server_wait", SHORT_SERVER_WAIT)
     return BatchOptions(manifest, workflow=workflow, servers=servers, output_dir=manifest.parent / "out",
                         poll=FAST_POLL, **extra)
 
