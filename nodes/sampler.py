@@ -39,6 +39,20 @@ def job_root(job_dir: str) -> tuple[Path, bool]:
     return inside(host.output_directory(), name, "job_dir"), False
 
 
+KEPT_TEMP_VIDEOS = 16
+
+
+def prune_temp_videos(folder: Path, keep: int = KEPT_TEMP_VIDEOS) -> list[Path]:
+    """Delete all but the ``keep`` newest sampler videos in ``folder``; returns the deleted ones.
+
+    The sampler's VIDEO output is a file in ComfyUI's temp folder that ComfyUI may still hold in its cache
+    for the next prompt, so the newest are kept; without this the folder grows until ComfyUI restarts."""
+    videos = sorted(folder.glob("*.mp4"), key=lambda path: path.stat().st_mtime_ns, reverse=True)
+    for old in videos[keep:]:
+        old.unlink(missing_ok=True)
+    return videos[keep:]
+
+
 class _NodeProgress:
     """Turns the sampler's reports into one ComfyUI progress bar over all steps of all chunks; a long step
     moves the bar too (``TICKS_PER_STEP`` ticks, from the sampler's "block" reports)."""
@@ -142,7 +156,10 @@ class Sampler:
                         names={"dit": model.dit.name}, is_demo=model.dit.is_demo,
                         random_weights=model.dit.random_weights)
         root, automatic = job_root(job_dir)
-        out = host.temp_directory() / "talkgen" / "videos" / f"{uuid.uuid4().hex}.mp4"
+        videos = host.temp_directory() / "talkgen" / "videos"
+        if videos.is_dir():
+            prune_temp_videos(videos)
+        out = videos / f"{uuid.uuid4().hex}.mp4"
         clip = None if clip_vision_output is None else clip_vision_output.penultimate_hidden_states
         try:
             with applied_loras(module, model.dit.loras):

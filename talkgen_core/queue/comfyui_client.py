@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import json
 import mimetypes
-import os
 import socket
 import threading
 import time
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
+
+from talkgen_core.files.atomic import write_bytes_atomic
 
 
 class ComfyUIError(RuntimeError):
@@ -211,9 +212,7 @@ class ComfyUIClient:
         destination.parent.mkdir(parents=True, exist_ok=True)
         query = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
         data = self._request("GET", "/view", query=query, timeout=self.upload_timeout)
-        partial = destination.with_name(destination.name + ".part")
-        partial.write_bytes(data)
-        os.replace(partial, destination)
+        write_bytes_atomic(destination, data)  # an unpredictable temp beside it, renamed when whole
         return destination
 
     def cancel_prompt(self, prompt_id: str) -> None:

@@ -469,3 +469,16 @@ def test_a_kill_between_the_writes_of_a_save_still_resumes_bit_exact(tmp_path, m
         (tmp_path / "job" / "manifest.json").write_text(json.dumps({**manifest, "finished_chunks": 2}))
     again, result = _run(tmp_path / "job", make_sampler(PLAN), resume=True)
     assert result.replayed_chunks == (1 if point.startswith("after") else 2) and torch.equal(again, straight)
+
+
+def test_the_samplers_temp_videos_do_not_pile_up(tmp_path):
+    prune = import_pack_like_comfyui(tmp_path).nodes.sampler.prune_temp_videos
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for index in range(20):
+        video = folder / f"{index:02d}.mp4"
+        video.write_bytes(b"x")
+        os.utime(video, ns=(index * 10**9, index * 10**9))
+    deleted = prune(folder, keep=16)
+    assert sorted(p.name for p in deleted) == ["00.mp4", "01.mp4", "02.mp4", "03.mp4"]
+    assert sorted(p.name for p in folder.iterdir()) == [f"{i:02d}.mp4" for i in range(4, 20)]
