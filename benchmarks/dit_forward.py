@@ -5,6 +5,9 @@ CPU: the tiny and demo configs at a few token counts, and a Wan2.1-1.3B-sized co
 at 480p / 81 frames (21 x 30 x 52 = 32 760 tokens) in bf16, with achieved TFLOP/s against the device's peak.
 
     python benchmarks/dit_forward.py [--runs 3] [--json out/dit_forward.json] [--skip-1.3b]
+    COMFYUI_DIR=... COMFYUI_PYTHON=... python benchmarks/dit_forward.py --against-comfyui [--layers 8] [--compile]
+
+``--against-comfyui``: our DiT vs ComfyUI's native WanModel side by side (``benchmarks/against_comfyui.py``).
 
 Prints a Markdown table under a header naming the device and torch version, and writes the rows as JSON.
 """
@@ -187,7 +190,27 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU threads (torch.set_num_threads); 1 gives steadier numbers on a CPU shared with other jobs",
     )  # fmt: skip
     parser.add_argument("--case", nargs=5, metavar=("CONFIG", "T", "H", "W", "DTYPE"), help=argparse.SUPPRESS)
+    native = parser.add_argument_group("against ComfyUI (benchmarks/against_comfyui.py)")
+    native.add_argument("--against-comfyui", action="store_true",
+                        help="time our DiT and ComfyUI's native WanModel + MultiTalk patch side by side (needs "
+                             "COMFYUI_DIR; runs under COMFYUI_PYTHON when set, for ComfyUI's torch)")
+    native.add_argument("--config", default="wan21-1.3b", help="DiT config for --against-comfyui")
+    native.add_argument("--layers", type=int, default=None, help="blocks (default: the config's)")
+    native.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"))
+    native.add_argument("--grids", nargs="+", default=["5x30x52", "21x30x52"], metavar="TxHxW",
+                        help="latent grids (default: 1950 and 8190 tokens)")
+    native.add_argument("--compile", action="store_true", help="also time our DiT with torch.compile per block")
+    native.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if args.against_comfyui:
+        from against_comfyui import in_comfyui_python, main as against_comfyui
+
+        code = in_comfyui_python(sys.argv[1:] if argv is None else argv)
+        if code is not None:
+            return code
+        if args.json == Path("out/dit_forward.json"):
+            args.json = Path("out/dit_vs_comfyui.json")
+        return against_comfyui(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.case:  # child process: one CPU case, result as JSON on stdout

@@ -73,6 +73,15 @@ def cancel_requested() -> bool:
     return bool(mm is not None and (_CancelLatch.pending or mm.processing_interrupted()))
 
 
+def load_vae_for_decode(vae: Any, latent_shape: tuple[int, ...]) -> None:
+    """Put ComfyUI's VAE weights on its device with room to decode ``latent_shape``, as its own decode does."""
+    mm = _host_module("comfy.model_management")
+    if mm is None:
+        return
+    memory = vae.memory_used_decode(latent_shape, vae.vae_dtype)
+    mm.load_models_gpu([vae.patcher], memory_required=memory, force_full_load=getattr(vae, "disable_offload", False))
+
+
 def compute_device() -> torch.device:
     """The device ComfyUI computes on, or CUDA/CPU outside the host."""
     mm = _host_module("comfy.model_management")
@@ -99,6 +108,33 @@ def manage_model(module: torch.nn.Module) -> Any:
     return patcher_mod.CoreModelPatcher(
         module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
     )
+
+
+def layer_operations() -> type | None:
+    """ComfyUI's layer classes for a model it manages (``comfy.ops.manual_cast``: weights stay in their stored dtype
+    and are cast per layer at call time, so its memory manager can load the model partially); None outside."""
+    ops = _host_module("comfy.ops")
+    return None if ops is None else ops.manual_cast
+
+
+def load_native_models(models: list[Any], memory_required: int) -> None:
+    """Let ComfyUI place native MODEL / MODEL_PATCH patchers for a run (whole or in part, evicting others)."""
+    mm = _host_module("comfy.model_management")
+    if mm is None:
+        raise RuntimeError("ComfyUI's own MODEL runs only inside ComfyUI")
+    mm.load_models_gpu(models, memory_required=memory_required)
+
+
+def native_transformer_options(model: Any) -> dict:
+    """A fresh copy of a native MODEL's transformer options with its wrappers and callbacks merged in: what
+    ComfyUI's samplers hand the model on every call (its patches, block replacements and wrappers)."""
+    extension = _host_module("comfy.patcher_extension")
+    if extension is None:
+        raise RuntimeError("ComfyUI's own MODEL runs only inside ComfyUI")
+    options = extension.copy_nested_dicts(model.model_options.get("transformer_options", {}))
+    extension.merge_nested_dicts(options.setdefault("wrappers", {}), model.wrappers, copy_dict1=False)
+    extension.merge_nested_dicts(options.setdefault("callbacks", {}), model.callbacks, copy_dict1=False)
+    return options
 
 
 def load_to_compute_device(managed: Any, memory_required: int = 0) -> torch.nn.Module:

@@ -78,7 +78,10 @@ class ModelLoader:
             paths = [host.resolve_model_file("diffusion_models", model)]
             if adapter != NONE_CHOICE:
                 paths.append(host.resolve_model_file("model_patches", adapter))
-            dit = load_dit_handle(paths, device="cpu", compute_dtype=DTYPES[compute_dtype])
+            # ComfyUI's layers let its memory manager load the model partially; fp8 keeps the core's scaled layers
+            fp8 = WEIGHT_DTYPES[weight_dtype] == torch.float8_e4m3fn
+            dit = load_dit_handle(paths, device="cpu", compute_dtype=DTYPES[compute_dtype],
+                                  operations=None if fp8 else host.layer_operations())
         if WEIGHT_DTYPES[weight_dtype] is not None:
             convert_weights(dit.module, WEIGHT_DTYPES[weight_dtype])
         dit.module.set_attention_backend(attention)
@@ -177,14 +180,22 @@ class VAELoader:
                     "default": DEMO_CHOICE,
                     "tooltip": "Wan2.1 VAE from models/vae, or the embedded demo VAE"}),
             },
+            "optional": {
+                "dtype": (["auto", "fp32", "bf16", "fp16"], {
+                    "default": "auto",
+                    "tooltip": "weight dtype of a Wan2.1 VAE file: auto = bf16 when ComfyUI computes on a GPU "
+                               "(half the memory, as ComfyUI's own VAE), fp32 on the CPU. The demo VAE stays "
+                               "fp32"}),
+            },
         }
 
-    def load(self, vae: str):
-        from talkgen_core.models.vae import load_vae
+    def load(self, vae: str, dtype: str = "auto"):
+        from talkgen_core.models.vae import load_vae, vae_dtype
 
         if vae == DEMO_CHOICE:
             return (load_demo_parts(device="cpu").vae,)
-        return (load_vae(host.resolve_model_file("vae", vae), device="cpu", dtype=torch.float32),)
+        weights = vae_dtype(dtype, host.compute_device())
+        return (load_vae(host.resolve_model_file("vae", vae), device="cpu", dtype=weights),)
 
 
 NODES = [ModelLoader, LoRA, AudioEncoderLoader, VAELoader]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -13,12 +17,14 @@ from talkgen_core.models.lora import applied_loras
 from talkgen_core.pipeline import Models, generate
 from talkgen_core.sampling.jobdir import remove_job
 from talkgen_core.sampling.solvers import SOLVERS
+from talkgen_core.sampling.strategies import DEFAULT_STRATEGY, STRATEGIES
 from talkgen_core.sampling.streaming import Cancelled, StreamProgress
 from talkgen_core.video.writer import frames_to_uint8
 
 from . import host
 from .loaders import TalkGenModel
-from .types import ANY_VAE, CATEGORY, MODEL, REFERENCE, SPEAKER_MASKS, SPEECH
+from .native_model import is_native_model, native_dit
+from .types import ANY_MODEL, ANY_VAE, CATEGORY, MODEL_PATCH, REFERENCE, SPEAKER_MASKS, SPEECH
 from .vae_adapter import as_video_autoencoder
 
 SIZES = ["auto", "480p", "720p", "demo"]
@@ -51,6 +57,52 @@ def prune_temp_videos(folder: Path, keep: int = KEPT_TEMP_VIDEOS) -> list[Path]:
     for old in videos[keep:]:
         old.unlink(missing_ok=True)
     return videos[keep:]
+
+
+@contextmanager
+def dit_for_run(model: Any, model_patch: Any = None) -> Iterator[dict[str, Any]]:
+    """The DiT for one run and how it was made (``Models`` fields): ComfyUI's MODEL with its MODEL_PATCH through
+    the adapter (ComfyUI places and patches it), or TalkGen Model Loader's with its LoRAs applied for the run."""
+    if is_native_model(model):
+        with native_dit(model, model_patch) as dit:
+            yield {"dit": dit, "names": {"dit": dit.name}}
+        return
+    if model_patch is not None:
+        raise ValueError(
+            "model_patch: TalkGen Model Loader merges the InfiniteTalk adapter itself (its adapter input); "
+            "disconnect model_patch, or give model ComfyUI's Load Diffusion Model instead"
+        )
+    module = host.load_to_compute_device(model.managed)
+    with applied_loras(module, model.dit.loras):
+        yield {"dit": module, "names": {"dit": model.dit.name}, "is_demo": model.dit.is_demo,
+               "random_weights": model.dit.random_weights}
+
+
+STRATEGY_TOOLTIPS = {
+    "strategy": "how chunks make one long video: infinitetalk (official) chains chunks through a clean context tail; "
+                "sliding-window denoises overlapping windows together and blends their overlaps at every step (no "
+                "hand-off; euler or euler_ancestral, no APG); memory-bank is the chain plus a noised bank of earlier "
+                "latents as extra context against drift",
+    "overlap_frames": "sliding-window only: frames neighbouring windows share, 4k+1",
+    "bank_size": "memory-bank only: bank entries at most, the first reference's latent included (0 = no bank)",
+    "bank_every": "memory-bank only: a finished chunk's last latent joins the bank every this many chunks",
+    "memory_sigma": "memory-bank only: noise level of the bank and the carried context while sampling",
+}
+
+
+def strategy_inputs() -> dict:
+    """The ``strategy`` input and every strategy's parameters (defaults from the strategies' own Params)."""
+    inputs: dict = {"strategy": (list(STRATEGIES), {"default": DEFAULT_STRATEGY,
+                                                    "tooltip": STRATEGY_TOOLTIPS["strategy"]})}
+    for cls in STRATEGIES.values():
+        for param in dataclasses.fields(cls.Params):
+            options = {"default": param.default, "tooltip": STRATEGY_TOOLTIPS[param.name]}
+            if param.type in (int, "int"):
+                inputs[param.name] = ("INT", {**options, "min": 0 if param.name == "bank_size" else 1, "max": 201,
+                                              "step": 4 if param.name == "overlap_frames" else 1})
+            else:
+                inputs[param.name] = ("FLOAT", {**options, "min": 0.0, "max": 0.95, "step": 0.01})
+    return inputs
 
 
 class _NodeProgress:
@@ -96,7 +148,9 @@ class Sampler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MODEL, {"tooltip": "from TalkGen Model Loader (optionally through TalkGen LoRA)"}),
+                "model": (ANY_MODEL, {"tooltip": "TalkGen Model Loader (optionally through TalkGen LoRA), or "
+                                                 "ComfyUI's own Wan2.1 I2V MODEL (Load Diffusion Model, GGUF and "
+                                                 "LoRA loaders) with the InfiniteTalk patch on model_patch"}),
                 "vae": (ANY_VAE, {"tooltip": "the Wan2.1 VAE: ComfyUI's Load VAE or TalkGen VAE Loader"}),
                 "speech": (SPEECH, {"tooltip": "from TalkGen Audio Embeds; its frame rate is the video's"}),
                 "reference": (REFERENCE, {"tooltip": "from TalkGen Reference (image-to-video) or TalkGen Dubbing "
@@ -132,6 +186,8 @@ class Sampler:
                                                                                         "seed and chunk index)"}),
             },
             "optional": {
+                "model_patch": (MODEL_PATCH, {"tooltip": "the InfiniteTalk / MultiTalk audio patch from ComfyUI's "
+                                                         "Load Model Patch, when model is ComfyUI's own MODEL"}),
                 "positive": ("CONDITIONING", {"tooltip": "prompt from CLIP Text Encode with the umT5 encoder"}),
                 "negative": ("CONDITIONING", {"tooltip": "negative prompt (used when text_cfg > 1)"}),
                 "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip": "CLIP Vision Encode of the reference image "
@@ -145,16 +201,21 @@ class Sampler:
                                                                  "cleared after a finished run; a name = that folder "
                                                                  "in ComfyUI's output folder, kept. Each set of "
                                                                  "inputs and settings gets its own sub-folder"}),
+                "step_cache": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 5.0, "step": 0.01,
+                                         "tooltip": "skip a model pass and reuse its last result while the "
+                                                    "accumulated error stays below this (per guidance pass): "
+                                                    "MagCache's calibrated magnitude-ratio error where the model "
+                                                    "has a calibration for this schedule, else the raw change of "
+                                                    "its input (TeaCache); 0 = off. Never skips a chunk's first "
+                                                    "or last step. The pack's own model only"}),
+                **strategy_inputs(),
             },
         }
 
-    def sample(self, model: TalkGenModel, vae, speech, reference, size, steps, shift, solver, text_cfg, audio_cfg,
-               chunk_frames, context_frames, context_space, colour_correction, sdedit_strength, seed,
-               positive=None, negative=None, clip_vision_output=None, speaker_masks=None, apg=False, job_dir=""):
-        module = host.load_to_compute_device(model.managed)
-        models = Models(dit=module, vae=as_video_autoencoder(vae), wav2vec2=None,
-                        names={"dit": model.dit.name}, is_demo=model.dit.is_demo,
-                        random_weights=model.dit.random_weights)
+    def sample(self, model: TalkGenModel | Any, vae, speech, reference, size, steps, shift, solver, text_cfg,
+               audio_cfg, chunk_frames, context_frames, context_space, colour_correction, sdedit_strength, seed,
+               positive=None, negative=None, clip_vision_output=None, speaker_masks=None, apg=False, job_dir="",
+               model_patch=None, strategy=DEFAULT_STRATEGY, step_cache=0.0, **strategy_params):
         root, automatic = job_root(job_dir)
         videos = host.temp_directory() / "talkgen" / "videos"
         if videos.is_dir():
@@ -162,16 +223,17 @@ class Sampler:
         out = videos / f"{uuid.uuid4().hex}.mp4"
         clip = None if clip_vision_output is None else clip_vision_output.penultimate_hidden_states
         try:
-            with applied_loras(module, model.dit.loras):
+            with dit_for_run(model, model_patch) as dit:
+                models = Models(vae=as_video_autoencoder(vae), wav2vec2=None, **dit)
                 result = generate(
                     speech=speech, **reference.generate_kwargs(), out=out, fps=speech.fps,
                     size=None if size == "auto" else size, steps=steps, shift=shift, solver=solver,
                     text_cfg=text_cfg, audio_cfg=audio_cfg, apg=apg, chunk_frames=chunk_frames,
                     context_frames=context_frames, context_mode=context_space, colour_strength=colour_correction,
-                    sdedit_strength=sdedit_strength, seed=seed,
+                    sdedit_strength=sdedit_strength, seed=seed, strategy=strategy, **strategy_params,
                     text_context=None if positive is None else positive[0][0],
                     negative_context=None if negative is None else negative[0][0],
-                    clip_features=clip, speaker_masks=speaker_masks,
+                    clip_features=clip, speaker_masks=speaker_masks, step_cache=step_cache,
                     job_root=root,
                     models=models, device=host.compute_device(), progress=_NodeProgress(),
                     cancel=host.cancel_requested,

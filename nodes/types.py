@@ -8,6 +8,9 @@ REFERENCE = "TALKGEN_REFERENCE"
 VAE_OURS = "TALKGEN_VAE"
 # a sampler's VAE input takes ComfyUI's native Wan VAE or ours (ComfyUI matches comma-separated type unions)
 ANY_VAE = f"VAE,{VAE_OURS}"
+# a sampler's model input takes ours or ComfyUI's native MODEL (which brings the InfiniteTalk MODEL_PATCH along)
+ANY_MODEL = f"{MODEL},MODEL"
+MODEL_PATCH = "MODEL_PATCH"
 
 CATEGORY = "TalkGen"
 DEMO_CHOICE = "talkgen-demo (embedded)"

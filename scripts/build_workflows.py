@@ -34,6 +34,8 @@ NATIVE_NODES: dict[str, dict] = {
     "LoadAudio": {"widgets": ["audio", "upload"], "inputs": [], "outputs": [("AUDIO", "AUDIO")]},
     "LoadVideo": {"widgets": ["file", "upload"], "inputs": [], "outputs": [("VIDEO", "VIDEO")]},
     "VAELoader": {"widgets": ["vae_name"], "inputs": [], "outputs": [("VAE", "VAE")]},
+    "UNETLoader": {"widgets": ["unet_name", "weight_dtype"], "inputs": [], "outputs": [("MODEL", "MODEL")]},
+    "ModelPatchLoader": {"widgets": ["name"], "inputs": [], "outputs": [("MODEL_PATCH", "MODEL_PATCH")]},
     "CLIPLoader": {"widgets": ["clip_name", "type", "device"], "inputs": [], "outputs": [("CLIP", "CLIP")]},
     "CLIPTextEncode": {"widgets": ["text"], "inputs": [("clip", "CLIP")], "outputs": [("CONDITIONING", "CONDITIONING")]},
     "CLIPVisionLoader": {"widgets": ["clip_name"], "inputs": [], "outputs": [("CLIP_VISION", "CLIP_VISION")]},
@@ -188,6 +190,21 @@ def workflows() -> dict[str, tuple[dict, str]]:
     }
     lora["20"]["inputs"]["model"] = ["15", 0]
 
+    native = {
+        **_real_model_nodes("wan2.1_infiniteTalk_single_fp16.safetensors"),
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.1_i2v_480p_14B_fp16.safetensors",
+                                                     "weight_dtype": "default"}},
+        "16": {"class_type": "ModelPatchLoader", "inputs": {"name": "wan2.1_infiniteTalk_single_fp16.safetensors"}},
+        "8": {"class_type": "LoadImage", "inputs": {"image": EXAMPLE_PREFIX + "face.png"}},
+        "9": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["7", 0], "image": ["8", 0], "crop": "none"}},
+        **speech_and_sampler("12", {"class_type": "TalkGenReference", "inputs": {"image": ["8", 0], "mode": "single"}},
+                             model_patch=["16", 0], clip_vision_output=["9", 0]),
+        "21": _writer(["20", 0], "TalkGen/native"),
+    }
+    native_note = REAL_MODEL_NOTE.format(adapter="wan2.1_infiniteTalk_single_fp16.safetensors") + (
+        "ComfyUI's own loaders: Load Diffusion Model (GGUF or LoRA loaders fit between it and the sampler) and "
+        "Load Model Patch; ComfyUI places the model in memory, whole or in part.")
+
     lora_note = REAL_MODEL_NOTE.format(adapter="wan2.1_infiniteTalk_single_fp16.safetensors") + (
         "- loras/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors\n"
         "4 steps, text CFG 1 (one pass saved), audio CFG 2.")
@@ -202,6 +219,7 @@ def workflows() -> dict[str, tuple[dict, str]]:
                                    + "Two speakers taking turns (mode add). Speaker 1 = left half, speaker 2 = right "
                                      "half unless boxes or masks are given."),
         "infinitetalk_lightx2v_4step": (lora, lora_note),
+        "infinitetalk_native_loaders": (native, native_note),
     }
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
@@ -22,9 +21,15 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from talkgen_core.conditioning.speaker_masks import speaker_masks as default_speaker_masks
 from talkgen_core.files.guard import refuse_overwriting_inputs
 from talkgen_core.files.lock import FolderLock
-from talkgen_core.sampling.chunks import ChunkPlan
+from talkgen_core.models.runtime import dit_runtime
+from talkgen_core.models.sequence_parallel import check_sequence_parallel
+from talkgen_core.models.step_cache import StepCacheConfig
+from talkgen_core.models.demo import (  # noqa: F401 (the demo's names, re-exported where they were)
+    DEMO_MODEL_NAMES, DEMO_SEED, DEMO_WEIGHT_FILES, WEIGHTS_DIR, DemoWeightsWarning, build_demo_networks,
+)
 from talkgen_core.sampling.guidance import APGConfig, GuidanceConfig
 from talkgen_core.sampling.jobdir import JobDir, hash_inputs, job_key
 from talkgen_core.sampling.references import (
@@ -33,6 +38,7 @@ from talkgen_core.sampling.references import (
 )
 from talkgen_core.sampling.schedules import SHIFT_480P, default_shift
 from talkgen_core.sampling.sizes import resolve_size
+from talkgen_core.sampling.strategies import get_strategy, strategy_params
 from talkgen_core.sampling.streaming import (
     StreamConditioning, StreamingSampler, StreamProgress, StreamSettings,
 )
@@ -41,18 +47,6 @@ from talkgen_core.video.writer import FrameCollector, FrameSink, Mp4Writer
 
 AudioInput = Union[str, Path, torch.Tensor, dict]  # a file, a 16 kHz mono waveform [S], or a ComfyUI AUDIO dict
 SAMPLE_RATE = 16000
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEMO_WEIGHT_FILES = {
-    "dit": "demo-dit.safetensors",
-    "vae": "demo-vae.safetensors",
-    "wav2vec2": "demo-wav2vec2.safetensors",
-}
-DEMO_MODEL_NAMES = {"dit": "demo", "vae": "demo", "wav2vec2": "demo"}
-DEMO_SEED = 0
-
-
-class DemoWeightsWarning(UserWarning):
-    """The demo model runs on random weights because no shipped weights were found."""
 
 
 @dataclass(frozen=True)
@@ -96,35 +90,25 @@ class GenerateResult:
     audio_seconds: float
     images: Optional[torch.Tensor] = None  # [T, H, W, 3] in [0, 1] when neither out nor sink was given
     job_path: Optional[Path] = None  # the job folder, when the run used one
+    dit_forwards: int = 0  # guidance passes whose DiT blocks were computed (step-cache skips not counted)
+    peak_memory_bytes: int = 0  # peak RSS on the CPU, max allocated on a CUDA device
+    memory_kind: str = "rss"  # "rss" or "cuda_max_allocated"
+    step_cache_rule: Optional[str] = None  # the step cache's rule ("magcache (FILE)" / "teacache-raw"), None = off
+
+    def report(self) -> dict:
+        """What ``generate --report`` writes (and the in-process queue keeps per job)."""
+        return {"frames": self.frames, "chunks": self.chunks, "replayed_chunks": self.replayed_chunks,
+                "dit_forwards": self.dit_forwards, "seconds": round(self.seconds, 3),
+                "peak_memory_bytes": self.peak_memory_bytes, "memory_kind": self.memory_kind,
+                "fps": self.fps, "width": self.width, "height": self.height,
+                "step_cache_rule": self.step_cache_rule}
 
 
 def load_demo_models(device: Union[str, torch.device] = "cpu", weights_dir: Path = WEIGHTS_DIR) -> Models:
     """The embedded demo model: shipped weights when all three files exist, else seeded random weights."""
-    from talkgen_core.audio import build_wav2vec2
-    from talkgen_core.models import build_dit, build_vae, load_state_dict_file
-
-    paths = {part: Path(weights_dir) / name for part, name in DEMO_WEIGHT_FILES.items()}
-    shipped = all(p.is_file() for p in paths.values())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(DEMO_SEED)
-        dit = build_dit(DEMO_MODEL_NAMES["dit"], device=device, seed=DEMO_SEED)
-        vae = build_vae(DEMO_MODEL_NAMES["vae"], device=device)
-        wav2vec2 = build_wav2vec2(DEMO_MODEL_NAMES["wav2vec2"], device=device)
-    if shipped:
-        dit.load_state_dict(load_state_dict_file(paths["dit"], device=device))
-        vae.load_state_dict(load_state_dict_file(paths["vae"], device=device))
-        wav2vec2.load_state_dict(load_state_dict_file(paths["wav2vec2"], device=device))
-    else:
-        missing = ", ".join(str(p) for p in paths.values() if not p.is_file())
-        warnings.warn(
-            f"demo model: no shipped weights ({missing} not found); using random weights, so the video will not "
-            "look like a face. Train or download the demo weights into talkgen_core/weights/ to fix this.",
-            DemoWeightsWarning,
-            stacklevel=2,
-        )
-    dit.eval().requires_grad_(False)
-    vae.eval().requires_grad_(False)
-    return Models(dit, vae, wav2vec2, dict(DEMO_MODEL_NAMES), is_demo=True, random_weights=not shipped)
+    demo = build_demo_networks(device, weights_dir)
+    return Models(demo.dit, demo.vae, demo.wav2vec2, dict(DEMO_MODEL_NAMES), is_demo=True,
+                  random_weights=demo.random_weights)
 
 
 def load_models(
@@ -133,20 +117,22 @@ def load_models(
     audio_encoder: Union[str, Path],
     device: Union[str, torch.device] = "cpu",
     compute_dtype: Optional[torch.dtype] = None,
+    vae_dtype: str = "auto",
 ) -> Models:
     """Real checkpoints: the DiT files (base shards or single file, then adapter files), the Wan2.1 VAE and the
-    chinese-wav2vec2-base encoder. Errors name the file that does not fit its slot."""
+    chinese-wav2vec2-base encoder. Errors name the file that does not fit its slot. ``vae_dtype``: "auto"
+    (bf16 on a GPU, fp32 on the CPU), "fp32", "bf16" or "fp16"."""
     from talkgen_core.audio import build_wav2vec2
     from talkgen_core.audio.wav2vec2_weights import wav2vec2_config_name
+    from talkgen_core.models import vae as vae_module
     from talkgen_core.models.handles import load_dit_handle
-    from talkgen_core.models.vae import load_vae
 
     handle = load_dit_handle(dit, device=device, compute_dtype=compute_dtype)
     names = {"dit": handle.name, "vae": Path(vae).name, "wav2vec2": Path(audio_encoder).name}
     config = wav2vec2_config_name(audio_encoder)
     encoder = build_wav2vec2(config, device=device, weights=str(audio_encoder))
-    return Models(handle.module, load_vae(vae, device=device, dtype=torch.float32).requires_grad_(False), encoder,
-                  names)
+    vae_model = vae_module.load_vae(vae, device=device, dtype=vae_module.vae_dtype(vae_dtype, device))
+    return Models(handle.module, vae_model.requires_grad_(False), encoder, names)
 
 
 @contextlib.contextmanager
@@ -231,6 +217,36 @@ def _check_audio_fits(models: Models, features: torch.Tensor) -> None:
         )
 
 
+def _encoded_conditioning(models: Models, device: torch.device, text_context, negative_context, clip_encoder,
+                          clip_features, *, prompt, negative_prompt, text_encoder, tokenizer, text_encoder_device,
+                          clip_vision):
+    """(text_context, negative_context, clip_encoder): from ``text_encoder`` / ``clip_vision`` where given (their
+    widths checked against the DiT's), else as passed."""
+    config = getattr(models.dit, "config", None)
+    if text_encoder is not None:
+        if text_context is not None or negative_context is not None:
+            raise ValueError("give text_encoder (with prompt / negative_prompt) or text_context / negative_context, "
+                             "not both")
+        from talkgen_core.encoders.conditioning import prompt_states
+
+        text_context, negative_context = prompt_states(
+            text_encoder, prompt, negative_prompt, device=text_encoder_device or device, tokenizer=tokenizer,
+            **({"text_dim": config.text_dim, "max_tokens": config.text_len} if config is not None else {}))
+    if clip_vision is not None:
+        if clip_encoder is not None or clip_features is not None:
+            raise ValueError("give clip_vision (a CLIP vision model) or clip_encoder / clip_features, not both")
+        from talkgen_core.encoders.conditioning import clip_vision_encoder
+
+        clip_encoder = clip_vision_encoder(clip_vision, device=device,
+                                           clip_dim=config.clip_dim if config is not None else None)
+    return text_context, negative_context, clip_encoder
+
+
+def _encoder_name(encoder) -> str:
+    """How a job manifest names an encoder: its file name, or its class for a loaded one."""
+    return Path(encoder).name if isinstance(encoder, (str, Path)) else type(encoder).__name__
+
+
 def _references(image, images, keyframe_times, video, size_spec: Optional[str], default_size: str, anchor: str,
                 sdedit_strength: float) -> tuple[ReferenceProvider, tuple[int, int]]:
     """Build the reference provider and return it with the output size (height, width)."""
@@ -256,7 +272,8 @@ def _references(image, images, keyframe_times, video, size_spec: Optional[str], 
 
 def _stream_settings(preset: Preset, size_hw: tuple[int, int], *, steps: Optional[int], shift: Optional[float],
                      solver: str, text_cfg: Optional[float], audio_cfg: Optional[float], apg: bool, seed: int,
-                     context_mode: str, colour_strength: float, sdedit_strength: float) -> StreamSettings:
+                     context_mode: str, colour_strength: float, sdedit_strength: float,
+                     strategy: str = "infinitetalk", strategy_params: Optional[dict] = None) -> StreamSettings:
     """Sampling settings: the given values, the preset's where None (shift by resolution for real models)."""
     if shift is None:
         shift = preset.shift if preset.shift is not None else default_shift("720p" if min(size_hw) >= 704 else "480p")
@@ -273,6 +290,8 @@ def _stream_settings(preset: Preset, size_hw: tuple[int, int], *, steps: Optiona
         context_mode=context_mode,  # type: ignore[arg-type]
         colour_strength=float(colour_strength),
         sdedit_strength=float(sdedit_strength),
+        strategy=strategy,
+        strategy_params=strategy_params or {},
     )
 
 
@@ -331,11 +350,22 @@ def generate(
     colour_strength: float = 1.0,
     sdedit_strength: float = 1.0,
     reference_anchor: str = "chunk_start",
+    strategy: str = "infinitetalk",
+    overlap_frames: Optional[int] = None,
+    bank_size: Optional[int] = None,
+    bank_every: Optional[int] = None,
+    memory_sigma: Optional[float] = None,
     text_context: Optional[torch.Tensor] = None,
     negative_context: Optional[torch.Tensor] = None,
     clip_encoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     clip_features: Optional[torch.Tensor] = None,
-    speaker_masks: Optional[Any] = None,  # [P, h, w] masks, or conditioning.speaker_masks.SpeakerMasks
+    prompt: Optional[str] = None,
+    negative_prompt: Optional[str] = None,
+    text_encoder: Optional[Any] = None,  # a umT5 file (ComfyUI layout), or an encoders.UMT5TextEncoder
+    tokenizer: Optional[Union[str, Path]] = None,
+    text_encoder_device: Optional[Union[str, torch.device]] = None,
+    clip_vision: Optional[Any] = None,  # a CLIP vision file (clip_vision_h), or an encoders.CLIPVisionEncoder
+    speaker_masks: Optional[Any] = None,  # [P, h, w] masks or SpeakerMasks; None: side-by-side columns
     audio_scale: Union[float, torch.Tensor] = 1.0,
     job_dir: Optional[Union[str, Path]] = None,
     resume: bool = False,
@@ -345,6 +375,9 @@ def generate(
     threads: Optional[int] = None,
     progress: Optional[Callable[[StreamProgress], None]] = None,
     cancel: Optional[Callable[[], bool]] = None,
+    offload_blocks: int = 0,
+    step_cache: float = 0.0,
+    sequence_parallel: int = 1,
 ) -> GenerateResult:
     """Render a talking video; see the module docstring. Returns what was written.
 
@@ -357,7 +390,13 @@ def generate(
     else the frames are returned in ``GenerateResult.images``. ``text_context`` / ``negative_context`` are
     prompt states ``[1, L, text_dim]`` (zeros when absent); ``clip_encoder`` maps each chunk's reference
     frame ``[3, H, W]`` to CLIP states ``[1, 257, clip_dim]``; ``clip_features`` are fixed CLIP states for
-    every chunk (e.g. of the one reference image); none when both are absent. ``job_dir`` + ``resume`` make the run resumable.
+    every chunk (e.g. of the one reference image); none when both are absent. Instead of states, encoders
+    (:mod:`talkgen_core.encoders`, needs ``talkgen[encoders]``): ``text_encoder`` (umT5-XXL, e.g.
+    ``umt5_xxl_fp16.safetensors``; loaded on ``text_encoder_device``, default ``device``, and released once
+    ``prompt`` and ``negative_prompt`` are encoded; None prompts: the empty prompt and InfiniteTalk's default
+    negative prompt; ``tokenizer``: a ``spiece.model`` for files that carry none), ``clip_vision``
+    (``clip_vision_h.safetensors``: each chunk's reference frame -> 257 tokens). ``job_dir`` + ``resume`` make
+    the run resumable.
     ``job_root`` instead: a parent folder in which the run gets the subfolder named by its job key (a hash of
     the inputs and settings, :func:`~talkgen_core.sampling.jobdir.job_key`) and resumes whatever is there, so
     an identical re-run continues with no editing and any other job gets a folder of its own. Either way the
@@ -365,13 +404,24 @@ def generate(
     ``threads``: torch CPU threads during the run; None picks 1 for the demo model on the CPU (its tiny
     convolutions gain nothing from more threads, and OpenMP threads spinning on a busy machine made runs
     ~10x slower in our measurements) and leaves the setting alone otherwise.
+    ``strategy``: the long-video strategy (``infinitetalk``, ``sliding-window``, ``memory-bank``;
+    :mod:`talkgen_core.sampling.strategies`) with its own parameters, None = its default: ``overlap_frames``
+    (sliding-window), ``bank_size``, ``bank_every``, ``memory_sigma`` (memory-bank); another strategy's parameters
+    are ignored. The strategy and all its parameters are part of the job key, so a resume never mixes strategies.
+    ``offload_blocks``: that many DiT blocks stay in CPU memory and are copied to the device ahead of use
+    (``models/block_swap.py``; same output). ``step_cache``: the step-cache threshold, 0 = off
+    (``models/step_cache.py``). ``sequence_parallel``: ranks of the initialised default process group that
+    split each DiT forward (``models/sequence_parallel.py``; every rank calls generate the same way).
     """
     started = time.perf_counter()
     check_generate_call(
         dict(fps=fps, size=size, steps=steps, shift=shift, solver=solver, text_cfg=text_cfg, audio_cfg=audio_cfg,
              chunk_frames=chunk_frames, context_frames=context_frames, seed=seed, context_mode=context_mode,
              colour_strength=colour_strength, sdedit_strength=sdedit_strength, reference_anchor=reference_anchor,
-             audio_scale=audio_scale, threads=threads),
+             audio_scale=audio_scale, threads=threads, strategy=strategy, overlap_frames=overlap_frames,
+             bank_size=bank_size, bank_every=bank_every, memory_sigma=memory_sigma, prompt=prompt,
+             negative_prompt=negative_prompt, text_encoder=text_encoder, tokenizer=tokenizer, clip_vision=clip_vision,
+             offload_blocks=offload_blocks, step_cache=step_cache, sequence_parallel=sequence_parallel),
         image, images, keyframe_times, video,
     )  # before any model is loaded or audio encoded: a bad input fails in a second, not after the audio phase
     if out is not None:  # writing the output must never destroy an input
@@ -388,6 +438,10 @@ def generate(
         preset = DEMO_PRESET if models.is_demo else OFFICIAL_PRESET
         if clip_encoder is not None and clip_features is not None:
             raise ValueError("give clip_encoder (per-chunk CLIP) or clip_features (fixed), not both")
+        text_context, negative_context, clip_encoder = _encoded_conditioning(
+            models, device, text_context, negative_context, clip_encoder, clip_features, prompt=prompt,
+            negative_prompt=negative_prompt, text_encoder=text_encoder, tokenizer=tokenizer,
+            text_encoder_device=text_encoder_device, clip_vision=clip_vision)
         if clip_features is not None:
             fixed_clip = clip_features
             clip_encoder = lambda reference: fixed_clip  # noqa: E731
@@ -397,6 +451,8 @@ def generate(
         references, (height, width) = _references(
             image, images, keyframe_times, video, size, preset.size, reference_anchor, sdedit_strength
         )
+        if speaker_masks is None and features.shape[0] > 1:  # no regions given: side-by-side columns
+            speaker_masks = default_speaker_masks(int(features.shape[0]))
         if hasattr(speaker_masks, "at_size"):  # SpeakerMasks: fitted to the video like the reference image
             audio_scale = speaker_masks.strengths * torch.as_tensor(audio_scale, dtype=torch.float32)
             speaker_masks = speaker_masks.at_size(height, width)
@@ -405,8 +461,12 @@ def generate(
             settings = _stream_settings(preset, (height, width), steps=steps, shift=shift, solver=solver,
                                         text_cfg=text_cfg, audio_cfg=audio_cfg, apg=apg, seed=seed,
                                         context_mode=context_mode, colour_strength=colour_strength,
-                                        sdedit_strength=sdedit_strength)
-            plan = ChunkPlan(int(features.shape[1]), chunk_frames, context_frames)
+                                        sdedit_strength=sdedit_strength, strategy=strategy,
+                                        strategy_params=strategy_params(strategy, dict(
+                                            overlap_frames=overlap_frames, bank_size=bank_size,
+                                            bank_every=bank_every, memory_sigma=memory_sigma)))
+            plan = get_strategy(strategy)(settings.strategy_params).plan(int(features.shape[1]), chunk_frames,
+                                                                         context_frames)
             text_dim = models.dit.config.text_dim if hasattr(models.dit, "config") else 1
             conditioning = StreamConditioning(
                 audio_features=list(features),
@@ -424,6 +484,7 @@ def generate(
                     "stream": settings.to_dict(), "fps": fps, "size": [height, width], "chunk_frames": chunk_frames,
                     "context_frames": context_frames, "audio_mode": audio_mode, "reference_anchor": reference_anchor,
                     "models": models.names, "random_weights": models.random_weights,
+                    **({"clip_vision": _encoder_name(clip_vision)} if clip_vision is not None else {}),
                 }  # fmt: skip
                 inputs_hash = _inputs_hash(image, images, video, keyframe_times, voice.identity, text_context,
                                            negative_context, clip_features, speaker_masks, audio_scale)
@@ -440,7 +501,10 @@ def generate(
                 sink = collector = FrameCollector()
             audio_seconds = voice.seconds
             del voice  # the soundtrack is in the writer's temp file now: keep no copy while rendering
-            result = _run_into(sampler, sink, job, progress, cancel)
+            cache = StepCacheConfig.for_schedule(step_cache, sampler.timesteps) if step_cache else None
+            with dit_runtime(models.dit, device, offload_blocks=offload_blocks, step_cache_config=cache,
+                             split_sequence=check_sequence_parallel(sequence_parallel)) as stats:
+                result = _run_into(sampler, sink, job, progress, cancel)
         finally:
             held.close()
             if isinstance(references, VideoReferences):
@@ -457,4 +521,8 @@ def generate(
             audio_seconds=audio_seconds,
             images=collector.images() if collector is not None else None,
             job_path=job.path if job is not None else None,
+            dit_forwards=stats.dit_forwards,
+            peak_memory_bytes=stats.peak_memory_bytes,
+            memory_kind=stats.memory_kind,
+            step_cache_rule=stats.step_cache_rule,
         )

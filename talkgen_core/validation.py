@@ -51,6 +51,22 @@ def _integer_problem(name: str, value: Any) -> Optional[str]:
     return None
 
 
+ENCODER_FILE_SETTINGS = ("text_encoder", "tokenizer", "clip_vision")  # files, or loaded encoders
+
+
+def _encoder_problem(given: Mapping[str, Any]) -> Optional[str]:
+    """Prompts need a text encoder (no prompt is encoded without one); encoder files must exist."""
+    if ("prompt" in given or "negative_prompt" in given or "tokenizer" in given) and "text_encoder" not in given:
+        return ("prompt / negative_prompt / tokenizer need a text encoder: give text_encoder (umT5-XXL, e.g. "
+                "umt5_xxl_fp16.safetensors; --text-encoder on the command line)")
+    wrong = [k for k in ("prompt", "negative_prompt") if k in given and not isinstance(given[k], str)]
+    if wrong:
+        return f"{wrong[0]} must be text, got {given[wrong[0]]!r}"
+    missing = [f"{k} {given[k]}" for k in ENCODER_FILE_SETTINGS
+               if isinstance(given.get(k), (str, Path)) and not Path(given[k]).exists()]
+    return f"file not found: {', '.join(missing)}" if missing else None
+
+
 def _rule_problem(check) -> Optional[str]:
     """Run one of the owning module's own checks; its ValueError message is the problem."""
     try:
@@ -66,6 +82,7 @@ def settings_problems(settings: Mapping[str, Any]) -> list[str]:
     Settings not given (or None) are not checked: they take the preset's values. Keys that are not settings
     (inputs, callbacks) are ignored. For the queue's dry run and for :func:`check_settings`.
     """
+    from talkgen_core.models.runtime import runtime_problem
     from talkgen_core.sampling.chunks import ChunkPlan
     from talkgen_core.sampling.references import ANCHORS
     from talkgen_core.sampling.schedules import SHIFT_480P
@@ -81,7 +98,21 @@ def settings_problems(settings: Mapping[str, Any]) -> list[str]:
     usable = {k: v for k, v in given.items() if found.get(k) is None}
     stream = {k: usable[k] for k in ("steps", "solver", "context_mode", "colour_strength", "sdedit_strength")
               if k in usable}
+    if "strategy" in usable:  # the strategy's own parameters are checked by its Params (only its own are used)
+        from talkgen_core.sampling.strategies import strategy_params
+
+        from talkgen_core.sampling.guidance import APGConfig, GuidanceConfig
+
+        stream["strategy"] = usable["strategy"]
+        if usable.get("apg"):
+            stream["guidance"] = GuidanceConfig(apg=APGConfig())
+        found["strategy"] = _rule_problem(lambda: stream.update(strategy_params=strategy_params(stream["strategy"],
+                                                                                               usable)))
+        if found["strategy"]:
+            del stream["strategy"]
     found["stream"] = _rule_problem(lambda: StreamSettings(shift=SHIFT_480P, **stream))
+    found["encoders"] = _encoder_problem(given)
+    found["runtime"] = runtime_problem(given)
     if all(found.get(k) is None for k in ("chunk_frames", "context_frames")):
         frames = {k: usable[k] for k in ("chunk_frames", "context_frames") if k in usable}
         found["frames"] = _rule_problem(lambda: ChunkPlan(1, **frames))

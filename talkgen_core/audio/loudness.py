@@ -1,4 +1,4 @@
-"""Loudness normalisation to a target integrated loudness (ITU-R BS.1770 via pyloudnorm).
+"""Loudness normalisation to a target integrated loudness (ITU-R BS.1770, measured as pyloudnorm does).
 
 The official pipeline normalises speech to -23 LUFS before wav2vec2 and skips the step when the
 measured loudness is absurd (|L| > 100, e.g. digital silence). We skip it too for anything quieter than
@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkgen_core.requirements import require
-
 from .errors import AudioInputError
+from .kweighting import BlockFilter, k_weighting
 from .spill import SpillRows
 
 log = logging.getLogger(__name__)
@@ -52,8 +51,9 @@ class LoudnessResult:
 def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
     """Integrated loudness in LUFS of mono ``samples`` [S]; nan if shorter than one 0.4 s block.
 
-    pyloudnorm's BS.1770 measurement (its K-weighting filters, blocks and gates), computed slice by slice
-    so the working memory is one slice, not several float64 copies of the clip.
+    pyloudnorm's BS.1770 measurement (its K-weighting filters, blocks and gates; the filters without scipy,
+    see ``kweighting``), computed slice by slice so the working memory is one slice, not several float64
+    copies of the clip.
     """
     if samples.shape[-1] < int(math.ceil(BLOCK_SECONDS * sample_rate)) + 1:
         return float("nan")
@@ -66,12 +66,8 @@ def block_powers(samples: np.ndarray, sample_rate: int, slice_samples: int = MEA
     The filters carry their state across slices (exactly one pass over the whole clip) and every block is
     summed over the same samples in the same order as pyloudnorm does.
     """
-    pyloudnorm = require("pyloudnorm", "measuring loudness")
-    from scipy.signal import lfilter, lfilter_zi
-
-    meter = pyloudnorm.Meter(sample_rate, block_size=BLOCK_SECONDS)
-    stages = [(f.b, f.a, f.passband_gain) for f in meter._filters.values()]
-    states = [np.zeros(len(lfilter_zi(b, a))) for b, a, _ in stages]
+    stages = [BlockFilter(f) for f in k_weighting(sample_rate)]
+    states = [np.zeros(2) for _ in stages]
     total = samples.shape[-1]
     step = BLOCK_SECONDS * (1.0 - BLOCK_OVERLAP)
     count = int(np.round((total / sample_rate - BLOCK_SECONDS) / step)) + 1
@@ -82,9 +78,8 @@ def block_powers(samples: np.ndarray, sample_rate: int, slice_samples: int = MEA
     kept_from, block = 0, 0
     for start in range(0, total, slice_samples):
         y = np.asarray(samples[start:start + slice_samples], dtype=np.float64)
-        for k, (b, a, gain) in enumerate(stages):
-            y, states[k] = lfilter(b, a, y, zi=states[k])
-            y = gain * y
+        for k, stage in enumerate(stages):
+            y, states[k] = stage(y, states[k])
         kept = np.concatenate([kept, np.square(y)])
         end = start + y.shape[0]
         while block < count and (bounds[block][1] <= end or end == total):

@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"            sageattention: {_optional_module('sageattention', needs_cuda=True)}")
     print(f"compile     torch.compile: {_compile_usable()}")
     print(f"audio       torchaudio: {_optional_module('torchaudio', needs_cuda=False)} (optional, never required)")
+    encoders = [f"{m}: {_optional_module(m, needs_cuda=False)}" for m in ("transformers", "sentencepiece")]
+    print(f"encoders    {', '.join(encoders)} (--text-encoder / --clip-vision: pip install 'talkgen[encoders]')")
     folders = list(args.models_dir or [])
     if not folders and os.environ.get("COMFYUI_DIR"):
         root = Path(os.environ["COMFYUI_DIR"]) / "models"

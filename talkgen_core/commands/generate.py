@@ -19,7 +19,14 @@ from typing import Iterator
 
 import torch
 
+from talkgen_core.commands.runtime_options import (
+    add_runtime_arguments, output_for_rank, runtime_settings, start_ranks, write_report,
+)
+from talkgen_core.models.attention import ATTENTION_BACKENDS
 from talkgen_core.sampling.solvers import SOLVERS
+from talkgen_core.sampling.strategies import STRATEGIES, all_param_names, get_strategy
+
+STRATEGY_OPTIONS = all_param_names()  # every strategy's parameters, one option each (--overlap-frames, ...)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speech of a further speaker; repeat for more")
     parser.add_argument("--audio-mode", choices=("para", "add"), default="para",
                         help="several speakers: para = simultaneous, add = one after the other (default para)")
+    regions = parser.add_mutually_exclusive_group()
+    regions.add_argument("--masks", type=Path, nargs="+", default=None, metavar="FILE",
+                         help="several speakers: one painted mask image per speaker, in speaker order (white = "
+                              "the speaker's region); default: side-by-side columns, the first voice on the left")
+    regions.add_argument("--boxes", default=None,
+                         help="several speakers: one box per speaker in percent of the frame, 'x0,y0,x1,y1; ...'")
     parser.add_argument("--out", type=Path, required=True, help="output mp4 (audio muxed in)")
     parser.add_argument("--soundtrack", choices=("original", "normalized"), default="original",
                         help="audio of the mp4: original = the audio as given (its own rate, channels and level); "
@@ -49,6 +62,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames carried into the next chunk, 4n+1 (default 9)")
     parser.add_argument("--context-mode", choices=("latent", "pixel"), default="latent",
                         help="carry context as clean latents (default) or through pixels like the official code")
+    long_video = parser.add_argument_group(
+        "long-video strategy", "how chunks make one video: infinitetalk (default) chains chunks through a clean "
+        "context tail; sliding-window denoises overlapping windows together and fuses their overlaps at every "
+        "step; memory-bank is the chain plus a noised bank of earlier latents as extra context")
+    long_video.add_argument("--strategy", choices=list(STRATEGIES), default="infinitetalk",
+                            help="long-video strategy (default infinitetalk)")
+    long_video.add_argument("--overlap-frames", type=int, default=None,
+                            help="sliding-window: frames neighbouring windows share, 4n+1 (default 9)")
+    long_video.add_argument("--bank-size", type=int, default=None,
+                            help="memory-bank: bank entries at most, the first reference's latent included "
+                                 "(default 3; 0 = no bank)")
+    long_video.add_argument("--bank-every", type=int, default=None,
+                            help="memory-bank: a finished chunk's last latent joins the bank every N chunks (default 2)")
+    long_video.add_argument("--memory-sigma", type=float, default=None,
+                            help="memory-bank: noise level of the bank and carried context while sampling, "
+                                 "0..1 (default 0.1)")
     parser.add_argument("--colour-strength", type=float, default=1.0,
                         help="Lab colour correction towards the reference, 0..1 (default 1)")
     parser.add_argument("--sdedit", type=float, default=1.0,
@@ -57,11 +86,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 1 for the demo model on the CPU, else torch's choice)")
+    parser.add_argument("--attention", choices=ATTENTION_BACKENDS, default="sdpa",
+                        help="DiT attention kernel: sdpa (PyTorch, default), flash (flash-attn) or sage "
+                             "(SageAttention); flash and sage need their package and a CUDA GPU")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile each DiT block (the first chunk pays the compile time; same output within "
+                             "float rounding)")
     real = parser.add_argument_group(
         "real checkpoints (default: the embedded demo model)",
-        "Give all three of --model, --vae and --audio-encoder to run e.g. Wan2.1-I2V-14B + InfiniteTalk. The "
-        "command line has no text or CLIP-vision encoder: prompts and image tokens are left empty (use the "
-        "ComfyUI nodes for those).")
+        "Give all three of --model, --vae and --audio-encoder to run e.g. Wan2.1-I2V-14B + InfiniteTalk, with "
+        "--text-encoder and --clip-vision (below) for the prompt and the image tokens.")
+    encoders = parser.add_argument_group(
+        "text and image encoders (need: pip install 'talkgen[encoders]')",
+        "Without --text-encoder the prompt states are zeros; without --clip-vision the DiT gets no image tokens. "
+        "Both take the files ComfyUI users have (models/text_encoders, models/clip_vision).")
+    encoders.add_argument("--text-encoder", type=Path, default=None, metavar="FILE",
+                          help="umT5-XXL: umt5_xxl_fp16.safetensors, umt5_xxl_fp8_e4m3fn_scaled.safetensors or the "
+                               "official models_t5_umt5-xxl-enc-bf16.pth (with --tokenizer)")
+    encoders.add_argument("--prompt", default=None, help="what the video shows (needs --text-encoder; default empty)")
+    encoders.add_argument("--negative-prompt", default=None,
+                          help="what to steer away from when --text-cfg > 1 (default: InfiniteTalk's negative prompt)")
+    encoders.add_argument("--tokenizer", type=Path, default=None, metavar="FILE",
+                          help="umT5's spiece.model (or its folder, e.g. google/umt5-xxl) for a text-encoder file "
+                               "that carries none; default: the one inside ComfyUI's umT5 files")
+    encoders.add_argument("--text-encoder-device", default=None, metavar="DEVICE",
+                          help="where umT5 runs (default: --device); cpu keeps its ~11 GB off the GPU (it is "
+                               "released after encoding)")
+    encoders.add_argument("--clip-vision", type=Path, default=None, metavar="FILE",
+                          help="CLIP ViT-H vision: clip_vision_h.safetensors or the official "
+                               "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth (each chunk's reference "
+                               "frame -> 257 tokens)")
     real.add_argument("--model", type=Path, action="append", default=[],
                       help="DiT weight file(s): the base (single file, shards, or their index.json), then the "
                            "InfiniteTalk/MultiTalk adapter; repeat the option for each")
@@ -71,12 +125,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="LoRA applied unmerged (e.g. lightx2v 4-step distillation); repeatable")
     real.add_argument("--compute-dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                       help="arithmetic dtype; weights keep their stored dtype (default: auto)")
+    real.add_argument("--vae-dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                      help="VAE weight dtype (default auto: bf16 on a GPU, fp32 on the CPU)")
     parser.add_argument("--job-dir", type=Path, default=None,
                         help="keep per-chunk latents here so an interrupted run can be resumed; a relative folder "
                              "is inside the --out file's folder, an absolute one is used as given")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --job-dir")
+    add_runtime_arguments(parser)
 
 
+ENCODER_OPTIONS = ("prompt", "negative_prompt", "text_encoder", "tokenizer", "text_encoder_device", "clip_vision")
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 LARGE_ALLOCATION = 1 << 20
 
@@ -132,8 +190,41 @@ def _models(args: argparse.Namespace):
     if missing:
         raise ValueError(f"real checkpoints need --model, --vae and --audio-encoder; missing {', '.join(missing)}")
     dtypes = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    return load_models(args.model, args.vae, args.audio_encoder, device=args.device,
-                       compute_dtype=dtypes[args.compute_dtype])
+    # block swap places the DiT itself: load it in CPU memory, so the whole model is never on the device
+    return load_models(args.model, args.vae, args.audio_encoder, device="cpu" if args.offload_blocks else args.device,
+                       compute_dtype=dtypes[args.compute_dtype], vae_dtype=args.vae_dtype)
+
+
+def _dit_speed(args: argparse.Namespace, models):
+    """--attention and --compile applied to the DiT; the demo model is loaded here when either is asked for."""
+    if args.attention == "sdpa" and not args.compile:
+        return models
+    if models is None:
+        from talkgen_core.pipeline import load_demo_models
+
+        models = load_demo_models("cpu" if args.offload_blocks else args.device)
+    models.dit.set_attention_backend(args.attention)
+    models.dit.set_compile(args.compile)
+    return models
+
+
+def _speaker_regions(args: argparse.Namespace):
+    """--masks / --boxes as SpeakerMasks; None leaves generate() its side-by-side default."""
+    from talkgen_core.conditioning.speaker_masks import read_mask_files, speaker_masks
+
+    if args.masks is None and args.boxes is None:
+        return None
+    speakers = 1 + len(args.audio2)
+    flag = "--masks" if args.masks is not None else "--boxes"
+    given = len(args.masks) if args.masks is not None else len([b for b in args.boxes.split(";") if b.strip()])
+    if given != speakers:
+        raise ValueError(f"{flag} gives {given} region(s) for {speakers} speaker(s) (--audio plus each --audio2); "
+                         "give one per speaker, in the same order")
+    painted = read_mask_files(args.masks) if args.masks is not None else None
+    try:
+        return speaker_masks(speakers, masks=painted, boxes=args.boxes or "")
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -159,6 +250,16 @@ def _ctrl_c_cancels() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _check_strategy_options(args: argparse.Namespace) -> None:
+    """Refuse an option of another strategy than --strategy (it would be ignored)."""
+    own = get_strategy(args.strategy).param_names()
+    stray = [name for name in STRATEGY_OPTIONS if getattr(args, name) is not None and name not in own]
+    if stray:
+        flags = ", ".join("--" + name.replace("_", "-") for name in stray)
+        raise ValueError(f"{flags} belong(s) to another strategy than --strategy {args.strategy}; remove it or "
+                         "choose that strategy")
+
+
 def _job_folder(args: argparse.Namespace) -> Path | None:
     """--job-dir as used: relative ones inside the output's folder, absolute ones as typed."""
     from talkgen_core.files.guard import inside
@@ -178,6 +279,7 @@ def _kept(args: argparse.Namespace, job_dir: Path | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from talkgen_core.models.checkpoint import CheckpointError
+    from talkgen_core.encoders.errors import EncoderPackageMissing
     from talkgen_core.models.lora import LoraError, applied_loras
     from talkgen_core.pipeline import generate
     from talkgen_core.sampling.streaming import Cancelled
@@ -189,13 +291,20 @@ def run(args: argparse.Namespace) -> int:
         print("error: --resume needs --job-dir (the folder of the run to continue)", file=sys.stderr)
         return 2
     try:
+        rank = start_ranks(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         # the settings are generate()'s keywords under their option names; only --sdedit is spelled differently
         check_generate_call({**vars(args), "sdedit_strength": args.sdedit}, image=args.image, video=args.video)
+        _check_strategy_options(args)
         refuse_overwriting_inputs(args.out, [("--image", args.image), ("--video", args.video), ("--audio", args.audio),
                                              *(("--audio2", a) for a in args.audio2)], flag="--out")
         job_dir = _job_folder(args)
-        models = _models(args)
+        models = _dit_speed(args, _models(args))
         loras = [_lora(spec) for spec in args.lora]
+        regions = _speaker_regions(args)
     except (ValueError, FileNotFoundError, CheckpointError, LoraError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -208,12 +317,14 @@ def run(args: argparse.Namespace) -> int:
             result = generate(
                 image=args.image, video=args.video, audio=[args.audio, *args.audio2], audio_mode=args.audio_mode,
                 soundtrack=args.soundtrack,
-                out=args.out, fps=args.fps, size=args.size, steps=args.steps, shift=args.shift, solver=args.solver,
+                **output_for_rank(args, rank), fps=args.fps, size=args.size, steps=args.steps, shift=args.shift, solver=args.solver,
                 text_cfg=args.text_cfg, audio_cfg=args.audio_cfg, apg=args.apg, chunk_frames=args.chunk_frames,
                 context_frames=args.context_frames, context_mode=args.context_mode,
                 colour_strength=args.colour_strength, sdedit_strength=args.sdedit, seed=args.seed,
                 device=args.device, threads=args.threads, job_dir=job_dir, resume=args.resume,
-                progress=_print_progress, models=models, cancel=cancel.is_set,
+                progress=_print_progress, models=models, cancel=cancel.is_set, speaker_masks=regions,
+                strategy=args.strategy, **{name: getattr(args, name) for name in STRATEGY_OPTIONS},
+                **runtime_settings(args), **{name: getattr(args, name) for name in ENCODER_OPTIONS},
             )  # fmt: skip
     except Cancelled as exc:
         print(f"cancelled after {exc.finished_chunks} of {exc.num_chunks} chunks: {_kept(args, job_dir)}",
@@ -222,11 +333,14 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {_kept(args, job_dir)}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, FolderInUse, LoraError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, FolderInUse, LoraError, EncoderPackageMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         warnings.formatwarning = plain
+    if rank:  # sequence parallel: the other ranks computed with rank 0 and write nothing
+        return 0
     print(f"wrote {result.path}: {result.frames} frames at {result.fps:g} fps ({result.width}x{result.height}), "
           f"{result.chunks} chunks, {result.seconds:.1f} s")
+    write_report(args, result)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -123,6 +124,20 @@ class SpeakerMasks:
     def masks(self) -> torch.Tensor:
         """For previews: painted masks as given, boxes drawn on a square.  # -> [P, h, w]"""
         return self.painted if self.painted is not None else self.at_size(PREVIEW_SIZE, PREVIEW_SIZE)
+
+
+def read_mask_files(paths: Sequence[str | Path]) -> torch.Tensor:
+    """Painted mask images, one per speaker (white = the speaker's region, any size or pixel mode).
+
+    Each is fitted to the first one's size, so they stack.  # -> [P, H, W] float32 in [0, 1]
+    """
+    from talkgen_core.video.images import read_image
+
+    greys = [torch.from_numpy(read_image(p, f"mask {i + 1}").mean(axis=2)) for i, p in enumerate(paths)]
+    if not greys:
+        raise ValueError("no mask files given; give one painted mask image per speaker")
+    height, width = greys[0].shape
+    return torch.stack([g if g.shape == (height, width) else fit_masks(g, height, width)[0] for g in greys])
 
 
 def speaker_masks(

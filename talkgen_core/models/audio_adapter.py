@@ -40,7 +40,7 @@ from torch import nn
 
 from talkgen_core.models.attention import attention
 from talkgen_core.models.configs import DiTConfig
-from talkgen_core.models.layers import CastLinear, FP32LayerNorm
+from talkgen_core.models.layers import CoreOperations
 from talkgen_core.models.rope import apply_rope, rope_1d_angles, rope_rotation
 
 RoutingMode = Literal["single", "lrope", "mask"]
@@ -76,17 +76,18 @@ def group_audio_windows(
 class AudioProjModel(nn.Module):
     """wav2vec2 window features -> ``audio_context_tokens`` tokens per latent frame (keys ``audio_proj.*``)."""
 
-    def __init__(self, config: DiTConfig) -> None:
+    def __init__(self, config: DiTConfig, operations: type = CoreOperations) -> None:
         super().__init__()
+        ops = operations
         self.vae_scale = config.vae_scale
         self.context_tokens = config.audio_context_tokens
         self.token_dim = config.audio_token_dim
         features = config.audio_layers * config.audio_dim
-        self.proj1 = CastLinear(config.audio_window * features, config.audio_intermediate_dim)
-        self.proj1_vf = CastLinear(config.audio_window_vf * features, config.audio_intermediate_dim)
-        self.proj2 = CastLinear(config.audio_intermediate_dim, config.audio_intermediate_dim)
-        self.proj3 = CastLinear(config.audio_intermediate_dim, config.audio_context_tokens * config.audio_token_dim)
-        self.norm = FP32LayerNorm(config.audio_token_dim)  # torch default eps 1e-5, affine
+        self.proj1 = ops.Linear(config.audio_window * features, config.audio_intermediate_dim)
+        self.proj1_vf = ops.Linear(config.audio_window_vf * features, config.audio_intermediate_dim)
+        self.proj2 = ops.Linear(config.audio_intermediate_dim, config.audio_intermediate_dim)
+        self.proj3 = ops.Linear(config.audio_intermediate_dim, config.audio_context_tokens * config.audio_token_dim)
+        self.norm = ops.LayerNorm(config.audio_token_dim)  # torch default eps 1e-5, affine
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """``audio`` [N, F, W, L, D] (compute dtype) -> float32 tokens [N, T, M, C]."""
@@ -194,12 +195,16 @@ def speaker_affinity(
     """Attention mass of each visual token on each region of the first latent frame, averaged over heads.
 
     ``q``, ``k`` [B, L, H, D] (after RoPE); ``region_weights`` [S, C] -> float32 [B, L, C].
-    Query chunks bound the memory of the [B, H, chunk, S] probability block.
+    Computed in float32 from the compute-dtype q, k (exact products; the map feeds min-max rescaled label
+    positions, which amplify rounding). Query chunks bound the [B, H, chunk, S] probability block: on the CPU
+    to about 2^18 values, which stay in cache (2x faster than one large block at 8190 tokens); elsewhere, and
+    under ``torch.compile`` (which would unroll the loop), to 2^26.
     """
     b, length, heads, dim = q.shape
     keys = k[:, :frame_tokens].transpose(1, 2).float()  # [B, H, S, D]
     weights = region_weights.float()
-    chunk = max(1, (1 << 26) // max(1, b * heads * frame_tokens))
+    in_cache = q.device.type == "cpu" and not torch.compiler.is_compiling()
+    chunk = max(1, (1 << 18 if in_cache else 1 << 26) // max(1, b * heads * frame_tokens))
     out = []
     for start in range(0, length, chunk):
         qc = q[:, start : start + chunk].transpose(1, 2).float() * dim**-0.5  # [B, H, c, D]
@@ -232,13 +237,13 @@ def label_positions(affinity: torch.Tensor, routing: SpeakerRouting) -> tuple[to
 class AudioCrossAttention(nn.Module):
     """Frame-local attention of visual tokens on audio tokens (keys ``q_linear``, ``kv_linear``, ``proj``)."""
 
-    def __init__(self, config: DiTConfig) -> None:
+    def __init__(self, config: DiTConfig, operations: type = CoreOperations) -> None:
         super().__init__()
         self.num_heads = config.num_heads
         self.head_dim = config.head_dim
-        self.q_linear = CastLinear(config.dim, config.dim)
-        self.kv_linear = CastLinear(config.audio_token_dim, 2 * config.dim)  # output: K first, then V
-        self.proj = CastLinear(config.dim, config.dim)
+        self.q_linear = operations.Linear(config.dim, config.dim)
+        self.kv_linear = operations.Linear(config.audio_token_dim, 2 * config.dim)  # output: K first, then V
+        self.proj = operations.Linear(config.dim, config.dim)
 
     def forward(
         self,

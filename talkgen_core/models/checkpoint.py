@@ -504,10 +504,12 @@ def load_dit(
     config: str | DiTConfig | None = None,
     device: str | torch.device = "cpu",
     compute_dtype: torch.dtype | None = None,
+    operations: type | None = None,
 ):
     """Load a ``WanDiT`` from weight files (base shards / single file, then adapter files on top).
 
     Weights keep their stored dtype; ``compute_dtype`` defaults to the dominant stored dtype (bf16 for fp8).
+    ``operations``: the layer classes (``layers.CoreOperations`` when None; see ``assemble_dit`` for fp8 scales).
     Raises ``CheckpointError`` naming the first missing / unexpected keys and the probable wrong file.
     """
     files = expand_checkpoint_paths(paths)
@@ -533,12 +535,18 @@ def load_dit(
         raise CheckpointError(
             mismatch_message(what, missing, unexpected, wrong, specs, want, guess_wrong_file(specs, chosen))
         )
-    model = assemble_dit(chosen, state, scales, names)
+    model = assemble_dit(chosen, state, scales, names, operations)
     model.set_compute_dtype(compute_dtype or _default_compute_dtype(state))
     return model
 
 
-def assemble_dit(config: DiTConfig, state: dict[str, torch.Tensor], scales: dict[str, torch.Tensor], what: str):
+def assemble_dit(
+    config: DiTConfig,
+    state: dict[str, torch.Tensor],
+    scales: dict[str, torch.Tensor],
+    what: str,
+    operations: type | None = None,
+):
     """What loading does once the files are read: refuse dtypes the layers cannot compute from, build on the meta
     device, take the tensors (``assign``) and attach the per-tensor scales. Given meta tensors (see
     :func:`meta_tensors`) it tries a file set without reading its data, which keeps ``check-model`` honest.
@@ -547,10 +555,14 @@ def assemble_dit(config: DiTConfig, state: dict[str, torch.Tensor], scales: dict
     dtype at call time and multiplies by its ``scale_weight`` when the file has one. Integer tensors (int8 from
     GGUF, bitsandbytes or torchao exports) are refused, with or without scales: nothing here de-quantises
     integers, and casting them would compute with the raw codes.
+
+    ``operations`` (a host's layer classes) build the model unless the files carry per-tensor fp8 scales: those
+    need the core's layers (``layers.CoreOperations``), which read ``scale_weight``.
     """
     from talkgen_core.models.dit import build_dit
+    from talkgen_core.models.layers import CoreOperations
 
-    model = build_dit(config, device="meta")
+    model = build_dit(config, device="meta", operations=CoreOperations if scales or operations is None else operations)
     floating = {k for k, v in model.state_dict().items() if v.is_floating_point()}
     integer = sorted(k for k, v in state.items() if k in floating and not v.is_floating_point())
     if integer:

@@ -113,7 +113,22 @@ DEMO = DiTConfig(
     audio_context_tokens=8,
 )
 
-DIT_CONFIGS: dict[str, DiTConfig] = {c.name: c for c in (WAN21_I2V_14B, WAN21_1_3B, TINY, DEMO)}
+# The smallest model ComfyUI's own Wan loader takes (it reads 128-wide heads, umT5 and CLIP-H widths off the
+# 14B layout), with the demo audio encoder's features: the host tests' native-route model.
+COMFY_TINY = DiTConfig(
+    name="comfy-tiny",
+    dim=128,
+    ffn_dim=256,
+    num_heads=1,
+    num_layers=2,
+    audio_layers=4,
+    audio_dim=64,
+    audio_intermediate_dim=32,
+    audio_token_dim=32,
+    audio_context_tokens=4,
+)
+
+DIT_CONFIGS: dict[str, DiTConfig] = {c.name: c for c in (WAN21_I2V_14B, WAN21_1_3B, TINY, DEMO, COMFY_TINY)}
 
 
 def get_dit_config(name_or_config: str | DiTConfig) -> DiTConfig:

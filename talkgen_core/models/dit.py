@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +22,11 @@ from torch.utils.checkpoint import checkpoint
 
 from talkgen_core.models.attention import check_backend
 from talkgen_core.models.audio_adapter import AudioProjModel, SpeakerRouting, prepare_speaker_routing
-from talkgen_core.models.blocks import BlockInputs, WanBlock
+from talkgen_core.models.blocks import BlockInputs, WanBlock, modulated_norm
+from talkgen_core.models.compile import compile_blocks, uncompile_blocks
 from talkgen_core.models.configs import DiTConfig, get_dit_config
-from talkgen_core.models.layers import CastConv3d, CastLinear, FP32LayerNorm, RMSNorm
-from talkgen_core.models.rope import rope_3d_angles, rope_rotation
+from talkgen_core.models.layers import CoreOperations
+from talkgen_core.models.rope import rope_3d_table
 
 COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -40,14 +42,15 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 class ImageProjection(nn.Module):
     """``img_emb``: LayerNorm, Linear, GELU, Linear, LayerNorm on CLIP-vision states (keys ``proj.{0,1,3,4}``)."""
 
-    def __init__(self, config: DiTConfig) -> None:
+    def __init__(self, config: DiTConfig, operations: type = CoreOperations) -> None:
         super().__init__()
+        ops = operations
         self.proj = nn.Sequential(
-            FP32LayerNorm(config.clip_dim),
-            CastLinear(config.clip_dim, config.clip_dim),
+            ops.LayerNorm(config.clip_dim),
+            ops.Linear(config.clip_dim, config.clip_dim),
             nn.GELU(),
-            CastLinear(config.clip_dim, config.dim),
-            FP32LayerNorm(config.dim),
+            ops.Linear(config.clip_dim, config.dim),
+            ops.LayerNorm(config.dim),
         )
 
     def forward(self, clip_fea: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -60,35 +63,39 @@ class ImageProjection(nn.Module):
 class Head(nn.Module):
     """Non-affine LayerNorm, (shift, scale) from ``modulation`` + time embedding, Linear to patch pixels."""
 
-    def __init__(self, config: DiTConfig) -> None:
+    def __init__(self, config: DiTConfig, operations: type = CoreOperations) -> None:
         super().__init__()
-        self.norm = FP32LayerNorm(config.dim, config.eps, elementwise_affine=False)
-        self.head = CastLinear(config.dim, config.out_dim * config.patch_volume)
+        self.norm = operations.LayerNorm(config.dim, eps=config.eps, elementwise_affine=False)
+        self.head = operations.Linear(config.dim, config.out_dim * config.patch_volume)
         self.modulation = nn.Parameter(torch.empty(1, 2, config.dim))
 
     def forward(self, x: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
-        """``x`` [B, L, C] float32, ``time_emb`` [B, C] float32 -> [B, L, out_dim * patch_volume] float32."""
-        shift, scale = (self.modulation.float() + time_emb[:, None]).unsqueeze(2).unbind(1)
-        return self.head(self.norm(x) * (1 + scale) + shift)
+        """``x`` [B, L, C] float32, ``time_emb`` [B or 1, C] float32 -> [B, L, out_dim * patch_volume] float32."""
+        shift, scale = (self.modulation.to(time_emb.device, torch.float32) + time_emb[:, None]).unsqueeze(2).unbind(1)
+        return self.head(modulated_norm(self.norm, x, shift, scale))
 
 
 class WanDiT(nn.Module):
-    """Audio-conditioned Wan2.1 I2V DiT. See ``forward`` for the tensor contract."""
+    """Audio-conditioned Wan2.1 I2V DiT. See ``forward`` for the tensor contract.
 
-    def __init__(self, config: DiTConfig) -> None:
+    ``operations`` are the layer classes (see ``layers.CoreOperations``): the core's by default, a host's to let its
+    memory manager load the model layer by layer.
+    """
+
+    def __init__(self, config: DiTConfig, operations: type = CoreOperations) -> None:
         super().__init__()
         self.config = config
-        c = config
-        self.patch_embedding = CastConv3d(c.in_dim, c.dim, c.patch_size)
+        c, ops = config, operations
+        self.patch_embedding = ops.Conv3d(c.in_dim, c.dim, kernel_size=c.patch_size, stride=c.patch_size)
         self.text_embedding = nn.Sequential(
-            CastLinear(c.text_dim, c.dim), nn.GELU(approximate="tanh"), CastLinear(c.dim, c.dim)
+            ops.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"), ops.Linear(c.dim, c.dim)
         )
-        self.time_embedding = nn.Sequential(CastLinear(c.freq_dim, c.dim), nn.SiLU(), CastLinear(c.dim, c.dim))
-        self.time_projection = nn.Sequential(nn.SiLU(), CastLinear(c.dim, 6 * c.dim))
-        self.blocks = nn.ModuleList(WanBlock(c) for _ in range(c.num_layers))
-        self.head = Head(c)
-        self.img_emb = ImageProjection(c)
-        self.audio_proj = AudioProjModel(c)
+        self.time_embedding = nn.Sequential(ops.Linear(c.freq_dim, c.dim), nn.SiLU(), ops.Linear(c.dim, c.dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), ops.Linear(c.dim, 6 * c.dim))
+        self.blocks = nn.ModuleList(WanBlock(c, ops) for _ in range(c.num_layers))
+        self.head = Head(c, ops)
+        self.img_emb = ImageProjection(c, ops)
+        self.audio_proj = AudioProjModel(c, ops)
         self.compute_dtype: torch.dtype = torch.float32
         self.attention_backend = "sdpa"
         self.gradient_checkpointing = False
@@ -104,6 +111,15 @@ class WanDiT(nn.Module):
         self.attention_backend = check_backend(name)
         return self
 
+    def set_compile(self, enabled: bool = True, **options: Any) -> WanDiT:
+        """``torch.compile`` each block's forward (``models/compile.py``; ``options`` go to torch.compile), or
+        run eagerly again. Hooks on the blocks (cancel checks, block swap) stay outside the compiled code."""
+        if enabled:
+            compile_blocks(self, **options)
+        else:
+            uncompile_blocks(self)
+        return self
+
     @torch.no_grad()
     def init_weights(self, generator: torch.Generator | None = None) -> WanDiT:
         """Random init close to Wan's (xavier linears, N(0, .02) embeddings, unit norms).
@@ -112,18 +128,17 @@ class WanDiT(nn.Module):
         untrained model gives non-trivial outputs and "null audio" (zero features) still yields audio tokens.
         """
         for module in self.modules():
-            if isinstance(module, (CastLinear, CastConv3d)):
+            if isinstance(module, (nn.Linear, nn.Conv3d)):
                 nn.init.xavier_uniform_(module.weight, generator=generator)
                 if module.bias is not None:
                     nn.init.normal_(module.bias, std=0.02, generator=generator)
-            elif isinstance(module, (nn.LayerNorm, RMSNorm)):
-                if module.weight is not None:
-                    module.weight.fill_(1.0)
+            elif isinstance(getattr(module, "weight", None), nn.Parameter):  # a norm (the core's or a host's)
+                module.weight.fill_(1.0)
                 if getattr(module, "bias", None) is not None:
                     module.bias.zero_()
         for seq in (self.text_embedding, self.time_embedding):
             for layer in seq:
-                if isinstance(layer, CastLinear):
+                if isinstance(layer, nn.Linear):
                     nn.init.normal_(layer.weight, std=0.02, generator=generator)
         for name, param in self.named_parameters():
             if name.endswith("modulation"):
@@ -157,11 +172,13 @@ class WanDiT(nn.Module):
         b, frames, height, width = self._check_inputs(x, t, context, cond, clip_fea, audio)
         tokens = self.patch_embedding(torch.cat([x, cond], dim=1).to(cd))  # [B, C, T, h, w]
         grid = (tokens.shape[2], tokens.shape[3], tokens.shape[4])
-        h = tokens.flatten(2).transpose(1, 2).float()  # [B, L, C] residual stream
+        h = tokens.flatten(2).transpose(1, 2).float().contiguous()  # [B, L, C] residual stream, row-major
 
-        t = t.reshape(-1).expand(b) if t.numel() == 1 else t
-        time_emb = self.time_embedding(sinusoidal_embedding(t, cfg.freq_dim))  # [B, C] float32
-        time_mod = self.time_projection(time_emb).unflatten(1, (6, cfg.dim))  # [B, 6, C] float32
+        t = t.reshape(-1)
+        if t.numel() > 1 and bool(torch.all(t == t[0])):
+            t = t[:1]  # one timestep for the batch: modulation broadcasts and fuses into the norms
+        time_emb = self.time_embedding(sinusoidal_embedding(t, cfg.freq_dim))  # [B or 1, C] float32
+        time_mod = self.time_projection(time_emb).unflatten(1, (6, cfg.dim))  # [B or 1, 6, C] float32
 
         text = F.pad(context, (0, 0, 0, cfg.text_len - context.shape[1]))  # zero-pad to text_len
         text = self.text_embedding(text.to(cd))
@@ -171,18 +188,27 @@ class WanDiT(nn.Module):
         if audio is not None:
             audio_tokens, routing = self._audio_tokens(audio, grid, speaker_masks, audio_scale, speaker_routing)
 
-        rope = rope_rotation(rope_3d_angles(grid, cfg.head_dim, cfg.rope_theta, device=h.device))
+        rope = rope_3d_table(grid, cfg.head_dim, cfg.rope_theta, h.device)  # [L, head_dim / 2] complex64
         inputs = BlockInputs(
             time_mod=time_mod, text=text, image=image, rope=rope, grid=grid,
             audio=audio_tokens, routing=routing, compute_dtype=cd, backend=self.attention_backend,
         )  # fmt: skip
+        h = self.run_blocks(h, inputs)
+        out = self.head(h, time_emb)  # [B, L, p_t * p_h * p_w * z]
+        return self._unpatchify(out, grid)
+
+    def run_blocks(self, h: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+        """The transformer blocks on the residual stream ``h`` [B, L, C] float32 -> same.
+
+        The one seam that run-time transforms wrap (``models/step_cache.py`` skips it, ``models/sequence_parallel.py``
+        shards it over ranks) by setting an instance attribute of this name; see ``models/seams.py``.
+        """
         for block in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 h = checkpoint(block, h, inputs, use_reentrant=False)
             else:
                 h = block(h, inputs)
-        out = self.head(h, time_emb)  # [B, L, p_t * p_h * p_w * z]
-        return self._unpatchify(out, grid)
+        return h
 
     def _audio_tokens(
         self,
@@ -261,16 +287,17 @@ def build_dit(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     seed: int | None = 0,
+    operations: type = CoreOperations,
 ) -> WanDiT:
     """Build a DiT by registry name or config.
 
     ``device="meta"`` allocates nothing (for loading with ``assign=True``). Otherwise weights are randomly
     initialised from ``seed`` (``None`` = the global RNG) and stored in ``dtype`` (default float32; fp8 dtypes
-    are allowed and compute then runs in bf16).
+    are allowed and compute then runs in bf16). ``operations``: the layer classes (``layers.CoreOperations``).
     """
     config = get_dit_config(name_or_config)
     with torch.device("meta"):
-        model = WanDiT(config)
+        model = WanDiT(config, operations)
     if torch.device(device).type == "meta":
         return model
     dtype = dtype or torch.float32

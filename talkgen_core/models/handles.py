@@ -35,20 +35,24 @@ class DemoParts:
 
 
 def load_dit_handle(
-    paths: Iterable[str | Path], device: str | torch.device = "cpu", compute_dtype: torch.dtype | None = None
+    paths: Iterable[str | Path],
+    device: str | torch.device = "cpu",
+    compute_dtype: torch.dtype | None = None,
+    operations: type | None = None,
 ) -> LoadedDiT:
-    """Load base (+ adapter) files into a handle; errors name the wrong file (see ``checkpoint.load_dit``)."""
+    """Load base (+ adapter) files into a handle; errors name the wrong file (see ``checkpoint.load_dit``).
+    ``operations``: the layer classes, the core's when None (see ``layers.CoreOperations``)."""
     from talkgen_core.models.checkpoint import load_dit
 
     files = [Path(p) for p in paths]
-    module = load_dit(files, device=device, compute_dtype=compute_dtype)
+    module = load_dit(files, device=device, compute_dtype=compute_dtype, operations=operations)
     return LoadedDiT(module.eval().requires_grad_(False), " + ".join(f.name for f in files))
 
 
 def load_demo_parts(device: str | torch.device = "cpu") -> DemoParts:
     """The embedded demo model's three parts (shipped weights, or random ones with a warning)."""
-    from talkgen_core.pipeline import load_demo_models
+    from talkgen_core.models.demo import DEMO_MODEL_NAMES, build_demo_networks
 
-    models = load_demo_models(device)
-    dit = LoadedDiT(models.dit, models.names.get("dit", "demo"), is_demo=True, random_weights=models.random_weights)
-    return DemoParts(dit, models.vae, models.wav2vec2)
+    demo = build_demo_networks(device)
+    dit = LoadedDiT(demo.dit, DEMO_MODEL_NAMES["dit"], is_demo=True, random_weights=demo.random_weights)
+    return DemoParts(dit, demo.vae, demo.wav2vec2)

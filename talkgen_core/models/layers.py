@@ -8,6 +8,8 @@ Norms always compute in float32.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,8 +28,8 @@ class CastLinear(nn.Linear):
 
     scale_weight: torch.Tensor | None
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
-        super().__init__(in_features, out_features, bias=bias)
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, **factory: Any) -> None:
+        super().__init__(in_features, out_features, bias=bias, **factory)
         self.register_buffer("scale_weight", None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,8 +43,9 @@ class CastConv3d(nn.Conv3d):
 
     scale_weight: torch.Tensor | None
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int, int]) -> None:
-        super().__init__(in_channels, out_channels, kernel_size=kernel, stride=kernel)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int, int],
+                 stride: tuple[int, int, int], **factory: Any) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=kernel_size, stride=stride, **factory)
         self.register_buffer("scale_weight", None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,6 +77,23 @@ class RMSNorm(nn.Module):
         return normed.to(x.dtype) * self.weight.to(x.dtype)
 
 
+class CoreOperations:
+    """The layer classes a model is built from (``operations=``), as ComfyUI's models take theirs.
+
+    Every constructor in ``models/`` builds its leaf layers as ``operations.Linear(in, out)``,
+    ``operations.Conv3d(in, out, kernel_size=, stride=)``, ``operations.LayerNorm(dim, eps=, elementwise_affine=)``
+    and ``operations.RMSNorm(dim, eps=)``. These are the core's own; a host passes its own namespace with the same
+    four names and signatures (ComfyUI: ``comfy.ops.manual_cast``), whose layers its memory manager can leave on
+    the CPU and cast layer by layer (partial loading). Host layers keep the host's numerics (its norms compute in
+    the input dtype) and carry no ``scale_weight``, so fp8-scaled weights need these.
+    """
+
+    Linear = CastLinear
+    Conv3d = CastConv3d
+    LayerNorm = FP32LayerNorm
+    RMSNorm = RMSNorm
+
+
 FP8_E4M3_MAX = 448.0  # largest finite float8_e4m3fn value
 
 
@@ -82,16 +102,24 @@ def convert_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Store every linear / conv weight of ``model`` in ``dtype`` (in place), to trade precision for memory.
 
     fp8 (e4m3fn) gets a per-tensor scale (max |w| maps to 448), kept in ``scale_weight`` as scaled-fp8 files
-    do; going back from fp8 applies the scale. Biases and norms stay as they are.
+    do; going back from fp8 applies the scale. Biases and norms stay as they are. Host layers (see
+    ``CoreOperations``) take the plain dtypes; fp8 needs the core's layers, which carry the scale.
     """
     for module in model.modules():
-        if not isinstance(module, (CastLinear, CastConv3d)):
+        if not isinstance(module, (nn.Linear, nn.Conv3d)):
             continue
-        weight = dequantize(module.weight, module.scale_weight, torch.float32)
+        scaled = hasattr(module, "scale_weight")
+        if dtype == torch.float8_e4m3fn and not scaled:
+            raise ValueError(
+                f"fp8 weights need the core's layers (they keep the per-tensor scale); {type(module).__name__} is "
+                "a host layer: build the model with the default operations for fp8"
+            )
+        weight = dequantize(module.weight, getattr(module, "scale_weight", None), torch.float32)
         scale = None
         if dtype == torch.float8_e4m3fn:
             scale = (weight.abs().amax() / FP8_E4M3_MAX).clamp(min=torch.finfo(torch.float32).tiny)
             weight = weight / scale
         module.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
-        module.scale_weight = scale
+        if scaled:
+            module.scale_weight = scale
     return model

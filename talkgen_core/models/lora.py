@@ -11,17 +11,20 @@ kohya ``lora_unet_`` prefix with ``_`` in place of ``.``):
 Effective delta: ``strength * (alpha / rank if alpha is given else 1) * up @ down`` plus ``strength * diff``.
 (The official InfiniteTalk merger ignores alpha; lightx2v files carry alpha = rank, so both agree there.)
 
-``merge=True`` adds the delta into the weights (refused for fp8 weights, which would be re-quantized).
-``merge=False`` leaves linear/conv weights untouched and adds the low-rank path in a forward hook, so fp8
-base weights stay intact; small non-matmul parameters (norm weights, modulation) get their diffs added in
-place and restored by ``LoraHandle.remove()``.
+``apply_lora`` / ``applied_loras`` merge by default: the delta is added into each weight whose stored dtype
+allows it (fp32 / bf16 / fp16 without a ``scale_weight``), so a LoRA costs nothing per forward, and the
+exact original of every merged weight is kept (on the CPU, as ComfyUI's ModelPatcher backs weights up to its
+offload device) so that ``LoraHandle.remove()`` restores it bit for bit. fp8 and scaled weights are not
+merged (that would re-quantize them): they get the low-rank path in a forward hook, as every layer does with
+``merge=False``. Small non-matmul parameters (norm weights, modulation) always get their diffs added in place
+and restored by ``remove()``. ``merge_lora`` merges for good (no originals kept; refused for fp8).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -29,7 +32,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from talkgen_core.models.checkpoint import DIT_PREFIXES, load_state_dict_file
-from talkgen_core.models.layers import CastConv3d, CastLinear
 
 _SUFFIXES = {
     ".lora_down.weight": "down",
@@ -64,6 +66,11 @@ class LoraPatch:
         rank = self.down.shape[0]
         return strength * (self.alpha / rank if self.alpha is not None else 1.0)
 
+    def to(self, device: torch.device) -> LoraPatch:
+        """The same patch with its tensors on ``device`` (moved once when applied, not at every forward)."""
+        tensors = {k: getattr(self, k) for k in ("down", "up", "diff", "diff_b") if getattr(self, k) is not None}
+        return replace(self, **{k: v.to(device) for k, v in tensors.items()})
+
     def weight_delta(self, strength: float, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
         """Full delta for a weight shaped like ``like`` in ``dtype`` (None when there is none)."""
         delta = None
@@ -78,7 +85,7 @@ class LoraPatch:
 
 @dataclass
 class LoraHandle:
-    """Undo record of ``apply_lora``: forward hooks and parameter values to restore."""
+    """Undo record of ``apply_lora``: forward hooks and original parameter values to restore."""
 
     hooks: list[torch.utils.hooks.RemovableHandle] = field(default_factory=list)
     restores: list[tuple[nn.Parameter, torch.Tensor]] = field(default_factory=list)
@@ -86,11 +93,12 @@ class LoraHandle:
 
     def remove(self) -> None:
         if self.merged:
-            raise LoraError("a merged LoRA cannot be removed; reload the model or apply it unmerged (merge=False)")
+            raise LoraError("a LoRA merged by merge_lora cannot be removed; reload the model, or use apply_lora, "
+                            "which keeps the originals")
         for hook in self.hooks:
             hook.remove()
         with torch.no_grad():
-            for param, original in self.restores:
+            for param, original in reversed(self.restores):
                 param.copy_(original)
         self.hooks.clear()
         self.restores.clear()
@@ -148,7 +156,7 @@ def _weight_params(module: nn.Module) -> tuple[nn.Parameter | None, nn.Parameter
 
 
 def merge_lora(model: nn.Module, patches: Mapping[str, LoraPatch], strength: float = 1.0) -> LoraHandle:
-    """Add the deltas into the weights (in place). fp8 weights are refused; use ``apply_lora(merge=False)``."""
+    """Add the deltas into the weights for good (no originals kept). fp8 weights are refused; use ``apply_lora``."""
     modules = dict(model.named_modules())
     params = dict(model.named_parameters())
     with torch.no_grad():
@@ -157,21 +165,39 @@ def merge_lora(model: nn.Module, patches: Mapping[str, LoraPatch], strength: flo
                 param = params[target]
                 param.add_(patch.weight_delta(strength, param, torch.float32).to(param.dtype))
                 continue
-            weight, bias = _weight_params(modules[target])
+            weight, _ = _weight_params(modules[target])
             if weight is None:
                 raise LoraError(f"LoRA targets {target!r}, which has no weight")
             if weight.dtype in _FP8:
                 raise LoraError(
-                    f"cannot merge a LoRA into fp8 weight {target!r} without re-quantizing it; apply it unmerged"
+                    f"cannot merge a LoRA into fp8 weight {target!r} without re-quantizing it; "
+                    "use apply_lora (it hooks fp8 layers)"
                 )
-            delta = patch.weight_delta(strength, weight, torch.float32)
-            if delta is not None:
-                weight.copy_((weight.float() + delta).to(weight.dtype))
-            if patch.diff_b is not None:
-                if bias is None:
-                    raise LoraError(f"LoRA has a bias delta for {target!r}, which has no bias")
-                bias.copy_((bias.float() + strength * patch.diff_b.float()).to(bias.dtype))
+            _merge_into(modules[target], patch, strength, keep_originals=None)
     return LoraHandle(merged=True)
+
+
+def _mergeable(module: nn.Module) -> bool:
+    """A linear / conv layer whose stored weight takes a delta without re-quantizing (not fp8, not scaled)."""
+    return module.weight.dtype not in _FP8 and getattr(module, "scale_weight", None) is None
+
+
+def _merge_into(module: nn.Module, patch: LoraPatch, strength: float, keep_originals: LoraHandle | None) -> None:
+    """Add the patch into ``module``'s weight and bias in place (fp32 sum, rounded once to the stored dtype).
+
+    With ``keep_originals`` the exact previous values go into its restore list first (as CPU copies).
+    """
+    weight, bias = _weight_params(module)
+    delta = patch.weight_delta(strength, weight, torch.float32)
+    changes = [] if delta is None else [(weight, delta)]
+    if patch.diff_b is not None:
+        if bias is None:
+            raise LoraError(f"LoRA has a bias delta for {patch.target!r}, which has no bias")
+        changes.append((bias, strength * patch.diff_b.float()))
+    for param, change in changes:
+        if keep_originals is not None:
+            keep_originals.restores.append((param, param.detach().to("cpu", copy=True)))
+        param.copy_((param.float() + change).to(param.dtype))
 
 
 def _linear_hook(patch: LoraPatch, strength: float):
@@ -206,24 +232,31 @@ def apply_lora(
     model: nn.Module,
     source: str | Path | Mapping[str, torch.Tensor] | Mapping[str, LoraPatch],
     strength: float = 1.0,
-    merge: bool = False,
+    merge: bool = True,
 ) -> LoraHandle:
-    """Apply a LoRA with ``strength``; unmerged by default (weights untouched, removable)."""
+    """Apply a LoRA with ``strength``, removably: merged where the stored dtype allows, else in forward hooks.
+
+    ``merge=False`` hooks every linear / conv layer instead (no weight copies kept, but each forward pays for
+    the low-rank path).
+    """
     if isinstance(source, Mapping) and source and all(isinstance(v, LoraPatch) for v in source.values()):
         patches: Mapping[str, LoraPatch] = source  # type: ignore[assignment]
     else:
         patches = read_lora(source, model)  # type: ignore[arg-type]
-    if merge:
-        return merge_lora(model, patches, strength)
     modules = dict(model.named_modules())
     params = dict(model.named_parameters())
     handle = LoraHandle()
     with torch.no_grad():
         for target, patch in patches.items():
             module = modules.get(target)
-            if isinstance(module, CastLinear):
+            anchor = params[target] if module is None else next(module.parameters(), None)
+            if anchor is not None:
+                patch = patch.to(anchor.device)
+            if merge and isinstance(module, (nn.Linear, nn.Conv3d)) and _mergeable(module):
+                _merge_into(module, patch, strength, keep_originals=handle)
+            elif isinstance(module, nn.Linear):  # the core's or a host's layers
                 handle.hooks.append(module.register_forward_hook(_linear_hook(patch, strength)))
-            elif isinstance(module, CastConv3d):
+            elif isinstance(module, nn.Conv3d):
                 handle.hooks.append(module.register_forward_hook(_conv_hook(patch, strength)))
             else:  # norms and bare parameters: small, never fp8; add in place and remember the original
                 for param, delta in _small_param_deltas(target, module, params, patch, strength):
@@ -253,17 +286,18 @@ def _small_param_deltas(
 
 @contextmanager
 def applied_loras(
-    model: nn.Module, loras: Iterable[tuple[str | Path | Mapping[str, torch.Tensor], float]]
+    model: nn.Module, loras: Iterable[tuple[str | Path | Mapping[str, torch.Tensor], float]], merge: bool = True
 ) -> Iterator[list[LoraHandle]]:
-    """Apply ``(source, strength)`` LoRAs unmerged, in order, for the duration of a ``with`` block.
+    """Apply ``(source, strength)`` LoRAs, in order, for the duration of a ``with`` block (see ``apply_lora``).
 
-    The model is exactly as before afterwards (hooks removed, in-place parameter deltas restored), also when
-    the block raises; so one loaded model can serve runs with different LoRAs.
+    The model is bit for bit as before afterwards (merged weights restored from their originals, hooks
+    removed, in-place parameter deltas undone), also when the block raises; so one loaded model can serve
+    runs with different LoRAs.
     """
     handles: list[LoraHandle] = []
     try:
         for source, strength in loras:
-            handles.append(apply_lora(model, source, strength=strength))
+            handles.append(apply_lora(model, source, strength=strength, merge=merge))
         yield handles
     finally:
         for handle in reversed(handles):

@@ -9,6 +9,8 @@ applied as a complex64 multiply, and the result is cast back to the input dtype.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 
@@ -55,12 +57,30 @@ def rope_rotation(angles: torch.Tensor) -> torch.Tensor:
     return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
 
 
+@lru_cache(maxsize=8)
+def rope_3d_table(
+    grid: tuple[int, int, int], head_dim: int, theta: float, device: torch.device
+) -> torch.Tensor:
+    """``rope_rotation(rope_3d_angles(grid, head_dim, theta, device))``, memoised: complex64 [F * H * W, D / 2].
+
+    Every forward on the same latent grid gets the same table, keyed on all it depends on (grid, head size,
+    theta, device); the table is read-only for its users. It is made outside inference mode, so a forward with
+    autograd on can use a table first made under ``torch.inference_mode``.
+    """
+    with torch.inference_mode(False):
+        return rope_rotation(rope_3d_angles(grid, head_dim, theta, device=device))
+
+
 def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved channel pairs of ``x`` [B, L, H, D] as complex numbers, in float32.
 
     ``rotation`` is complex [L, D/2] (shared by the batch) or [B, L, D/2]; it broadcasts over heads.
     """
     b, length, heads, dim = x.shape
-    xc = torch.view_as_complex(x.float().reshape(b, length, heads, dim // 2, 2))
     rot = rotation[None, :, None, :] if rotation.dim() == 2 else rotation[:, :, None, :]
+    if torch.compiler.is_compiling():  # inductor has no code generation for complex numbers: same product, real pairs
+        re, im = x.float().reshape(b, length, heads, dim // 2, 2).unbind(-1)
+        cos, sin = torch.view_as_real(rot).unbind(-1)
+        return torch.stack([re * cos - im * sin, re * sin + im * cos], dim=-1).reshape(x.shape).to(x.dtype)
+    xc = torch.view_as_complex(x.float().reshape(b, length, heads, dim // 2, 2))
     return torch.view_as_real(xc * rot).reshape(b, length, heads, dim).to(x.dtype)

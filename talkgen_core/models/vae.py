@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from talkgen_core.registry import lookup_config
 
 from .checkpoint import load_state_dict_file
-from .vae_layers import CausalCache, CausalConv3d, Decoder3d, Encoder3d, bind_cache_keys
+from .vae_layers import PIECE_FRAMES, CausalCache, CausalConv3d, Decoder3d, Encoder3d, bind_cache_keys
 from .vae_tiling import Tile, Tiling, blend_tiles, tile_grid
 
 __all__ = [
@@ -383,7 +383,7 @@ class WanVAE(nn.Module):
         """
         self._check_frames_size(frames)
         p = self._param()
-        x = frames.to(device=p.device, dtype=p.dtype)
+        x = frames.to(device=p.device, dtype=p.dtype, copy=True)  # our own: the cache may keep frames of it
         if state.pending is not None:
             x = torch.cat([state.pending, x], dim=2)
         state.frames_seen += frames.shape[2]
@@ -400,7 +400,14 @@ class WanVAE(nn.Module):
         state.prepare(h // s, w // s, s)
 
         def run(index: int, tile_frames: Tensor) -> Tensor:
-            stats = self.conv1(self.encoder(tile_frames, state.caches[index]))
+            # the first frame of a stream alone, then PIECE_FRAMES at a time (causal: the same latents), so the
+            # full-size stages hold 2 frames, not 4, as ComfyUI's encoder does
+            cache = state.caches[index]
+            first = [tile_frames[:, :, :1]] if not cache.keys() else []
+            rest = tile_frames[:, :, len(first) :]
+            pieces = first + list(torch.split(rest, PIECE_FRAMES, dim=2)) if rest.shape[2] else first
+            features = torch.cat([self.encoder(piece, cache) for piece in pieces], dim=2)
+            stats = self.conv1(features)
             return stats[:, : self.z_dim]  # the mean; the log-variance half is unused at inference
 
         if state.tiling is None:
@@ -514,6 +521,24 @@ def _config_for(state_dict: dict[str, Tensor]) -> VAEConfig:
         f"({', '.join(sorted(VAE_CONFIGS))}); pass config= explicitly (encoder.conv1.weight "
         f"{shapes.get('encoder.conv1.weight')}, conv2.weight {shapes.get('conv2.weight')})"
     )
+
+
+VAE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def vae_dtype(choice: str, device: str | torch.device) -> torch.dtype:
+    """The VAE's weight dtype for a ``choice`` of "auto" or a ``VAE_DTYPES`` name.
+
+    "auto" is bf16 on a CUDA device that supports it (as ComfyUI stores the Wan VAE: about half the memory
+    and time) and fp32 elsewhere (CPUs: bf16 convolutions are slow there, and fp32 is the reference).
+    """
+    if choice == "auto":
+        device = torch.device(device)
+        gpu_bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if gpu_bf16 else torch.float32
+    if choice not in VAE_DTYPES:
+        raise ValueError(f"VAE dtype {choice!r} is not one of auto, {', '.join(VAE_DTYPES)}")
+    return VAE_DTYPES[choice]
 
 
 def load_vae(

@@ -11,7 +11,7 @@ Module attribute names (``residual.0.gamma``, ``time_conv``, ``middle.1.to_qkv``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +22,9 @@ class CausalCache:
     """The temporal history of every causal layer for one stream (one video being encoded or decoded).
 
     Entries are keyed by the owning layer's ``cache_key`` (its module path inside the VAE, e.g.
-    ``"decoder.upsamples.3.time_conv"``), so the state is inspectable and independent of call order. Stored
-    tensors are copies, so a cached frame never keeps a whole chunk alive.
+    ``"decoder.upsamples.3.time_conv"``), so the state is inspectable and independent of call order. A cached
+    frame never keeps a whole chunk alive: slices are stored as copies, and only a tensor that is all of its
+    own storage (a layer's fresh 2-frame input, which no layer writes into afterwards) is kept without one.
     """
 
     def __init__(self) -> None:
@@ -35,7 +36,10 @@ class CausalCache:
     def put(self, key: str, frames: Tensor) -> None:
         if not key:
             raise ValueError("causal layer has no cache_key; build it inside a WanVAE (bind_cache_keys)")
-        self._history[key] = frames.detach().clone()
+        whole = frames._base is None and frames.storage_offset() == 0 and (
+            frames.untyped_storage().nbytes() == frames.numel() * frames.element_size()
+        )  # not a view of anything (e.g. of a caller's video), and no larger than its frames
+        self._history[key] = frames.detach() if whole else frames.detach().clone()
 
     def __contains__(self, key: object) -> bool:
         return key in self._history
@@ -60,6 +64,7 @@ def bind_cache_keys(root: nn.Module) -> None:
 
 
 _ONEDNN_MIN_ELEMENTS = 32768
+PIECE_FRAMES = 2  # frames per piece after a temporal upsample (decoder) and per encoder call (see WanVAE)
 
 
 class CausalConv3d(nn.Conv3d):
@@ -85,9 +90,11 @@ class CausalConv3d(nn.Conv3d):
         self.cache_key = ""
 
     def _convolve(self, x: Tensor) -> Tensor:
-        """The unpadded convolution. PyTorch's CPU backend picks a slow reference kernel for batch-1 Conv3d
-        (3-15x slower than oneDNN on frames of 32 px and up), so fp32 CPU inference on such inputs calls oneDNN
-        directly; small inputs stay on the default path, where oneDNN's per-call overhead dominates."""
+        """The convolution with the spatial zero padding done inside it (no padded copy of the input; time is
+        already padded). PyTorch's CPU backend picks a slow reference kernel for batch-1 Conv3d (3-15x slower
+        than oneDNN on frames of 32 px and up), so fp32 CPU inference on such inputs calls oneDNN directly;
+        small inputs stay on the default path, where oneDNN's per-call overhead dominates."""
+        padding = [0, self.spatial_padding[2], self.spatial_padding[0]]
         if (
             x.device.type == "cpu"
             and x.numel() >= _ONEDNN_MIN_ELEMENTS
@@ -96,32 +103,39 @@ class CausalConv3d(nn.Conv3d):
             and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
         ):
             return torch.ops.aten.mkldnn_convolution(
-                x.contiguous(), self.weight, self.bias, [0, 0, 0], list(self.stride), list(self.dilation), self.groups
+                x.contiguous(), self.weight, self.bias, padding, list(self.stride), list(self.dilation), self.groups
             )
-        return super().forward(x)
+        return F.conv3d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
     def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:  # type: ignore[override]
         # x: [B, C_in, T, H, W] -> [B, C_out, T', H', W']
         if self.history_frames == 0:
-            return self._convolve(F.pad(x, self.spatial_padding))
+            return self._convolve(x)
         if cache is None:
             raise ValueError(f"{self.cache_key or 'CausalConv3d'} needs a CausalCache")
         past = cache.get(self.cache_key)
         if past is None and x.shape[2] == 1 and self.stride[0] == 1:
             cache.put(self.cache_key, x)
             return self._convolve_first_frame(x)
-        if past is not None:
-            x = torch.cat([past, x], dim=2)
         missing = self.history_frames - (0 if past is None else past.shape[2])
-        cache.put(self.cache_key, x[:, :, -self.history_frames :])
-        return self._convolve(F.pad(x, (*self.spatial_padding, missing, 0)))
+        parts = [x] if past is None else [past, x]
+        if missing > 0:  # the start of a stream: zero history
+            parts.insert(0, x.new_zeros(*x.shape[:2], missing, *x.shape[3:]))
+        padded = torch.cat(parts, dim=2) if len(parts) > 1 else x  # one copy: history, then the new frames
+        newest = x if x.shape[2] >= self.history_frames else padded  # the new frames alone when they suffice
+        if newest.shape[2] > self.history_frames:
+            newest = newest[:, :, -self.history_frames :]
+        cache.put(self.cache_key, newest)
+        del past, parts, newest  # the old history is freed before the convolution allocates
+        return self._convolve(padded)
 
     def _convolve_first_frame(self, x: Tensor) -> Tensor:
         """A stream that starts with one frame: every past tap meets zero padding, so only the newest tap
         counts and the layer is a 2-D convolution (exact; a third of the work, and CPU conv2d is fast with
         or without gradients)."""
-        frame = F.pad(x[:, :, 0], self.spatial_padding)  # [B, C_in, H + 2 p_h, W + 2 p_w]
-        out = F.conv2d(frame, self.weight[:, :, -1], self.bias, self.stride[1:], 0, self.dilation[1:], self.groups)
+        padding = (self.spatial_padding[2], self.spatial_padding[0])
+        out = F.conv2d(x[:, :, 0], self.weight[:, :, -1], self.bias, self.stride[1:], padding, self.dilation[1:],
+                       self.groups)  # fmt: skip
         return out.unsqueeze(2)
 
 
@@ -142,7 +156,20 @@ class RMSNorm(nn.Module):
         # strided dim is slow; the sum of squares accumulates in fp32 for half-precision inputs.
         sum_sq = torch.sum(x * x, dim=1, keepdim=True, dtype=torch.float32)
         inv_norm = sum_sq.clamp_min(1e-24).rsqrt().to(x.dtype)
-        return x * inv_norm * (self.scale * self.gamma)
+        gain = self.scale * self.gamma
+        return (x * inv_norm).mul_(gain) if _inference() else x * inv_norm * gain
+
+
+def _inference() -> bool:
+    """No autograd graph is being recorded, so a layer may overwrite the temporaries it made (less memory)."""
+    return not torch.is_grad_enabled()
+
+
+class SiLU(nn.Module):
+    """SiLU, in place at inference: its input is always the fresh output of an RMSNorm."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.silu(x, inplace=_inference())
 
 
 class ResidualBlock(nn.Module):
@@ -152,10 +179,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.residual = nn.Sequential(
             RMSNorm(in_dim),
-            nn.SiLU(),
+            SiLU(),
             CausalConv3d(in_dim, out_dim, 3, padding=1),
             RMSNorm(out_dim),
-            nn.SiLU(),
+            SiLU(),
             nn.Dropout(dropout),
             CausalConv3d(out_dim, out_dim, 3, padding=1),
         )
@@ -163,10 +190,11 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: Tensor, cache: CausalCache) -> Tensor:
         # x: [B, in_dim, T, H, W] -> [B, out_dim, T, H, W]
-        skip = self.shortcut(x)
+        h = x
         for layer in self.residual:
-            x = layer(x, cache) if isinstance(layer, CausalConv3d) else layer(x)
-        return x + skip
+            h = layer(h, cache) if isinstance(layer, CausalConv3d) else layer(h)
+        skip = self.shortcut(x)  # after the residual path, so it is not held through it
+        return h.add_(skip) if _inference() else h + skip
 
 
 class FrameAttention(nn.Module):
@@ -275,9 +303,10 @@ def _middle(dim: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(ResidualBlock(dim, dim, dropout), FrameAttention(dim), ResidualBlock(dim, dim, dropout))
 
 
-def _run(layers: nn.Module, x: Tensor, cache: CausalCache) -> Tensor:
-    """Apply a list of VAE layers in order, passing the cache to those that keep history."""
-    for layer in layers.children():
+def _run(layers: nn.Module | Sequence[nn.Module], x: Tensor, cache: CausalCache) -> Tensor:
+    """Apply VAE layers in order, passing the cache to those that keep history. Each input is dropped as soon
+    as the next layer has run (nothing else here holds it)."""
+    for layer in layers.children() if isinstance(layers, nn.Module) else layers:
         if isinstance(layer, (ResidualBlock, Resample, CausalConv3d)):
             x = layer(x, cache)
         else:
@@ -311,16 +340,15 @@ class Encoder3d(nn.Module):
                 blocks.append(Resample(out_dim, "downsample3d" if temporal_downsample[level] else "downsample2d"))
         self.downsamples = nn.Sequential(*blocks)
         self.middle = _middle(dims[-1], dropout)
-        self.head = nn.Sequential(RMSNorm(dims[-1]), nn.SiLU(), CausalConv3d(dims[-1], out_channels, 3, padding=1))
+        self.head = nn.Sequential(RMSNorm(dims[-1]), SiLU(), CausalConv3d(dims[-1], out_channels, 3, padding=1))
         self.out_channels = out_channels
 
     def forward(self, x: Tensor, cache: CausalCache) -> Tensor:
-        x = self.conv1(x, cache)
-        for stage in (self.downsamples, self.middle, self.head):
-            x = _run(stage, x, cache)
-            if x.shape[2] == 0:
-                b, _, _, h, w = x.shape
-                return x.new_zeros(b, self.out_channels, 0, h, w)
+        layers = [self.conv1, *self.downsamples.children(), *self.middle.children(), *self.head.children()]
+        x = _run(layers, x, cache)  # one run over all stages: no stage's input stays held through the next
+        if x.shape[2] == 0:
+            b, _, _, h, w = x.shape
+            return x.new_zeros(b, self.out_channels, 0, h, w)
         return x
 
 
@@ -350,10 +378,22 @@ class Decoder3d(nn.Module):
                 blocks.append(Resample(out_dim, "upsample3d" if temporal_upsample[level] else "upsample2d"))
                 in_dim = out_dim // 2  # the upsampling conv halves the channels
         self.upsamples = nn.Sequential(*blocks)
-        self.head = nn.Sequential(RMSNorm(dims[-1]), nn.SiLU(), CausalConv3d(dims[-1], 3, 3, padding=1))
+        self.head = nn.Sequential(RMSNorm(dims[-1]), SiLU(), CausalConv3d(dims[-1], 3, 3, padding=1))
 
     def forward(self, z: Tensor, cache: CausalCache) -> Tensor:
-        x = self.conv1(z, cache)
-        for stage in (self.middle, self.upsamples, self.head):
-            x = _run(stage, x, cache)
-        return x
+        x = _run(self.middle, self.conv1(z, cache), cache)
+        return torch.cat(list(self._upsampled(x, 0, cache)), dim=2)
+
+    def _upsampled(self, x: Tensor, start: int, cache: CausalCache) -> Iterator[Tensor]:
+        """``x`` through ``upsamples[start:]`` and the head. After a temporal upsample the frames go on in
+        pieces of at most ``PIECE_FRAMES`` (causal layers: exactly the same output), so the larger stages
+        never hold more than that many frames: the working memory of a step is that of 2 frames at full size."""
+        layers = list(self.upsamples.children())
+        for index in range(start, len(layers)):
+            layer = layers[index]
+            x = layer(x, cache)
+            if isinstance(layer, Resample) and layer.mode == "upsample3d" and x.shape[2] > PIECE_FRAMES:
+                for piece in torch.split(x, PIECE_FRAMES, dim=2):
+                    yield from self._upsampled(piece, index + 1, cache)
+                return
+        yield _run(self.head, x, cache)

@@ -6,6 +6,7 @@ Modules, one job each:
 - ``workflow``: put one job's files, output name and settings into an API-format workflow.
 - ``comfyui_client``: ComfyUI's HTTP API (upload, prompt, history, view), standard library only.
 - ``runner`` / ``comfyui_runner`` / ``inprocess_runner``: the runner interface and its two kinds.
+- ``ray_runner``: Ray actors (one per GPU) that keep the models loaded, for ``--ray`` (Ray is optional).
 - ``journal``: append-only JSON-lines record of every attempt, so reruns skip finished jobs.
 - ``scheduler``: spread jobs over runners (one job in flight per runner), journal each attempt.
 - ``progress`` / ``outcome``: progress lines with an ETA and the final report.

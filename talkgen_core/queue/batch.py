@@ -20,6 +20,7 @@ from talkgen_core.queue.journal import JournalRecord, JournalWriter, read_journa
 from talkgen_core.queue.manifest import Job, ManifestError, read_manifest
 from talkgen_core.queue.outcome import JobOutcome
 from talkgen_core.queue.progress import ProgressReporter, format_report
+from talkgen_core.queue.ray_runner import RayOptions, ray_runners
 from talkgen_core.queue.runner import Runner, RunnerUnavailable
 from talkgen_core.queue.scheduler import run_jobs
 from talkgen_core.queue.workflow import ApiWorkflow, WorkflowError, fill_workflow, load_api_workflow
@@ -41,7 +42,8 @@ class BatchOptions:
     dry_run: bool = False
     poll: PollSchedule = PollSchedule()
     server_wait: ServerWait = ServerWait()  # how long a silent server is waited for
-    retries: int = 1  # times a job is queued again after its server lost it
+    retries: int = 1  # times a job is queued again after its server (or Ray worker) lost it
+    ray: RayOptions | None = None  # run on a Ray cluster (see queue.ray_runner) instead of in this process
 
     @property
     def resolved_output_dir(self) -> Path:
@@ -97,9 +99,10 @@ def run_batch(options: BatchOptions, runners: Sequence[Runner] | None = None, st
     if options.dry_run:
         return _dry_run(options, to_run, invalid, say)
 
+    built: Sequence[Runner] = ()
     if to_run and runners is None:
         try:
-            runners = _usable_runners(options, workflow, say)
+            runners = built = _usable_runners(options, workflow, say)
         except BatchSetupError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return EXIT_CANNOT_START
@@ -116,6 +119,8 @@ def run_batch(options: BatchOptions, runners: Sequence[Runner] | None = None, st
             result = run_jobs(to_run, runners, options.resolved_output_dir, journal, progress)
             outcomes += result.outcomes
             interrupted = result.interrupted
+    for runner in built:  # runners holding resources (Ray actors) give them back
+        getattr(runner, "close", lambda: None)()
 
     for line in format_report(outcomes):
         say(line)
@@ -205,6 +210,11 @@ def _usable_runners(options: BatchOptions, workflow: ApiWorkflow | None, say) ->
             ComfyUIRunner(c, workflow, options.job_timeout, options.poll, options.server_wait, options.retries)
             for c in clients
         ]
+    elif options.ray is not None:
+        try:
+            candidates = list(ray_runners(options.ray, options.retries))
+        except (RunnerUnavailable, ImportError) as exc:
+            raise BatchSetupError(str(exc)) from exc
     else:
         candidates = [InProcessRunner()]
     usable: list[Runner] = []

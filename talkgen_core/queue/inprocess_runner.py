@@ -8,17 +8,20 @@ stops generation between sampler steps; the job is journaled as interrupted.
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from talkgen_core.files.atomic import write_bytes_atomic
 from talkgen_core.files.guard import inside
 from talkgen_core.queue.manifest import JOB_DIR_KEY, Job
 from talkgen_core.queue.runner import JobFailed, RunnerUnavailable, output_paths
 
 GenerateFn = Callable[..., Any]
 IN_PROCESS_OUTPUT_SUFFIX = ".mp4"
+REPORT_SUFFIX = ".report.json"
 
 
 RESERVED_SETTINGS = ("out", "cancel", "sink", "models", "progress")  # arguments the queue itself controls
@@ -46,7 +49,14 @@ def call_pipeline_generate(generate: GenerateFn, job: Job, out: Path, cancel: th
     result = generate(**source, audio=audio, out=str(out), cancel=cancel.is_set, **settings)
     if result.path is None:
         raise JobFailed("generate() returned without writing a video")
+    if hasattr(result, "report"):  # the job's numbers (frames, DiT forwards, seconds, peak memory) beside its video
+        write_bytes_atomic(report_path(out), (json.dumps(result.report(), indent=2) + "\n").encode())
     return Path(result.path)
+
+
+def report_path(out: Path) -> Path:
+    """Where a job's run report goes: ``NAME.report.json`` beside its video ``NAME.mp4``."""
+    return out.with_name(out.stem + REPORT_SUFFIX)
 
 
 def _reserved_clash(job: Job) -> str | None:
@@ -104,7 +114,8 @@ class InProcessRunner:
         written = call_pipeline_generate(generate, job, out, cancel)
         if not written.is_file():
             raise JobFailed(f"generate() finished but its output is missing: {written}")
-        return [written]
+        report = report_path(out)
+        return [written, report] if report.is_file() else [written]
 
     def _load_generate(self) -> GenerateFn:
         if self._generate is None:

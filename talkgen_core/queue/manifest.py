@@ -10,6 +10,8 @@ A manifest lists one dubbing job per row (CSV) or per line (JSON lines):
 - any other column is a per-job setting (``seed``, ``steps``, ``audio_cfg``, ``fps``, ...). CSV cells
   are typed: ``true``/``false`` become booleans, integers and finite decimals become numbers, anything
   else stays text, and an empty cell means "not set". JSON values keep their JSON type.
+- ``text_encoder`` / ``clip_vision`` / ``tokenizer`` (settings that are files: umT5-XXL and CLIP ViT-H vision
+  for ``prompt`` / ``negative_prompt`` and the image tokens, in-process runs) are paths like the sources.
 
 Relative paths are relative to the manifest's folder. Everything is checked before any job runs:
 problems that concern a single job (a missing file, a duplicate output name) are kept on that job so it
@@ -37,6 +39,7 @@ Scalar = Union[bool, int, float, str]
 SOURCE_KINDS = ("video", "image")
 OUTPUT_KEY = "output"
 JOB_DIR_KEY = "job_dir"  # a setting, checked here: job folders stay inside the output folder
+FILE_SETTINGS = ("text_encoder", "tokenizer", "clip_vision")  # settings that are files, resolved like the sources
 _AUDIO_KEY = re.compile(r"^audio(\d*)$")
 _MEDIA_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".gif", ".png", ".webp", ".jpg")
 _JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -256,6 +259,13 @@ def _build_job(number: int, row: _RawRow, base: Path, cells_are_text: bool) -> J
         else:
             problems.append(f"setting {key!r} must be a number, true/false or text, not {type(value).__name__}")
 
+    for key in FILE_SETTINGS:  # encoder files: relative to the manifest's folder, checked now (a tokenizer may be
+        if key in settings:    # the folder holding spiece.model)
+            path, problem = _file_path(settings[key], key, base)
+            if problem and not (key == "tokenizer" and path is not None and path.is_dir()):
+                problems.append(problem)
+            if path is not None:
+                settings[key] = str(path)
     job_dir_problem = relative_problem(settings[JOB_DIR_KEY]) if JOB_DIR_KEY in settings else None
     if job_dir_problem:
         problems.append(f"`{JOB_DIR_KEY}` {settings[JOB_DIR_KEY]!r} {job_dir_problem}: it is a folder inside the "

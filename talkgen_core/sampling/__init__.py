@@ -10,7 +10,10 @@ Modules (each with one job):
 * ``references`` reference frames per chunk: image, per-chunk images, keyframes, source video (dubbing)
 * ``colour``     Lab mean/std colour correction towards the reference
 * ``jobdir``     per-chunk latents + manifest for exact resume
-* ``streaming``  the chunk loop (``StreamingSampler``) with an explicit state object
+* ``streaming``  the chunk loop's services (``StreamingSampler``, ``ChunkLoop``: job folder, progress, cancel,
+                 writer, trim) with an explicit state object
+* ``strategies`` long-video strategies, one module each: ``infinitetalk`` (default), ``sliding-window``,
+                 ``memory-bank``; the ``STRATEGIES`` registry
 * ``sizes``      output sizes (official buckets, WxH, demo)
 
 Submodules are imported on use; ``import talkgen_core.sampling`` itself loads nothing heavy.

@@ -8,6 +8,8 @@ frames' device without extra dependencies.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 # linear sRGB -> XYZ (D65), and the D65 white point
@@ -58,10 +60,26 @@ def lab_statistics(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lab.mean(dim=1), lab.std(dim=1, unbiased=False)
 
 
-def match_colours(frames: torch.Tensor, reference: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+@dataclass(frozen=True)
+class ColourTarget:
+    """A reference image's Lab mean and std (``[3]`` float64 each): computed once, reused for every chunk."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def of(cls, image: torch.Tensor) -> ColourTarget:
+        """Statistics of ``image`` ``[3, H, W]`` in [-1, 1]."""
+        return cls(*lab_statistics(image))
+
+
+def match_colours(
+    frames: torch.Tensor, reference: torch.Tensor | ColourTarget, strength: float = 1.0
+) -> torch.Tensor:
     """Pull each frame's Lab mean/std towards the reference image's.
 
-    frames: ``[B, 3, T, H, W]`` in [-1, 1]; reference: ``[3, H', W']`` in [-1, 1] (any size).
+    frames: ``[B, 3, T, H, W]`` in [-1, 1]; reference: ``[3, H', W']`` in [-1, 1] (any size), or its
+    ``ColourTarget`` (the same result without recomputing the reference's statistics at every call).
     strength: 0 returns the frames unchanged, 1 fully corrected. Returns the frames' shape and dtype.
     """
     if not 0.0 <= strength <= 1.0:
@@ -70,7 +88,8 @@ def match_colours(frames: torch.Tensor, reference: torch.Tensor, strength: float
         raise ValueError(f"frames must be [B, 3, T, H, W], got {tuple(frames.shape)}")
     if strength == 0.0:
         return frames
-    ref_mean, ref_std = (v.view(3, 1, 1, 1) for v in lab_statistics(reference.to(frames.device)))
+    target = reference if isinstance(reference, ColourTarget) else ColourTarget.of(reference)
+    ref_mean, ref_std = (v.to(frames.device).view(3, 1, 1, 1) for v in (target.mean, target.std))
     out = torch.empty_like(frames)
     for b in range(frames.shape[0]):
         video = ((frames[b].double() + 1.0) / 2.0).clamp(0.0, 1.0)  # [3, T, H, W]

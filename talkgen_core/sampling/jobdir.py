@@ -6,6 +6,7 @@ Layout::
       manifest.json          settings, input hash, chunk count, finished chunk count
       chunk_00000.safetensors   final latents of chunk 0   [1, z, T, h, w]
       chunk_00001.safetensors   ...
+      carry_00001.safetensors   what a strategy needs to continue after the newest chunk (sliding-window)
 
 Each chunk's latents are written (atomically: temp file + rename) as soon as it finishes, then the manifest
 is updated. Since every chunk's noise comes from ``(seed, chunk index)`` and its context from the previous
@@ -234,16 +235,58 @@ class JobDir:
     def is_finished(self, index: int) -> bool:
         return index < self.finished
 
-    def save_chunk(self, index: int, latents: torch.Tensor) -> None:
-        """Store chunk ``index``'s final latents ``[1, z, T, h, w]``; chunks must be saved in order."""
+    def save_chunk(self, index: int, latents: torch.Tensor,
+                   carry: Optional[dict[str, torch.Tensor]] = None) -> None:
+        """Store chunk ``index``'s final latents ``[1, z, T, h, w]``; chunks must be saved in order.
+
+        ``carry``: tensors a strategy needs to continue exactly after this chunk that the chunks' latents do not
+        hold (the sliding-window band). Only the newest chunk's carry is kept (``carry_NNNNN.safetensors``,
+        written before the chunk, the previous one removed after the manifest names the new chunk)."""
         if index != self.finished:
             raise ValueError(f"chunk {index} saved out of order: {self.finished} chunks are finished")
+        if carry is not None:
+            self._save_tensors(self.carry_path(index), index, carry)
         tensor = latents.detach().to("cpu", torch.float32).contiguous()
         metadata = {"job": self.key, "chunk": str(index), "shape": json.dumps(list(tensor.shape)),
                     "sha256": _latents_sha256(tensor)}
         with atomic_path(self.chunk_path(index)) as temp:
             save_file({"latents": tensor}, str(temp), metadata=metadata)
         self.finished = index + 1
+        self._write_manifest()
+        if index:
+            self.carry_path(index - 1).unlink(missing_ok=True)
+
+    def carry_path(self, index: int) -> Path:
+        return self.path / f"carry_{index:05d}.safetensors"
+
+    def _save_tensors(self, path: Path, index: int, tensors: dict[str, torch.Tensor]) -> None:
+        named = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in tensors.items()}
+        digest = hashlib.sha256()
+        for name in sorted(named):
+            digest.update(name.encode() + _latents_sha256(named[name]).encode())
+        with atomic_path(path) as temp:
+            save_file(named, str(temp), metadata={"job": self.key, "chunk": str(index), "sha256": digest.hexdigest()})
+
+    def load_carry(self, index: int) -> Optional[dict[str, torch.Tensor]]:
+        """The carry saved with chunk ``index``, or None when it is missing, damaged or another job's."""
+        path = self.carry_path(index)
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        except (OSError, SafetensorError, KeyError, ValueError):
+            return None
+        digest = hashlib.sha256()
+        for name in sorted(tensors):
+            digest.update(name.encode() + _latents_sha256(tensors[name]).encode())
+        if metadata.get("job") != self.key or metadata.get("chunk") != str(index) or \
+                metadata.get("sha256") != digest.hexdigest():
+            return None
+        return tensors
+
+    def discard_from(self, index: int) -> None:
+        """Forget chunks ``index`` and later (they will be sampled and saved again)."""
+        self.finished = min(self.finished, index)
         self._write_manifest()
 
     def load_chunk(self, index: int) -> torch.Tensor:
@@ -269,7 +312,8 @@ def remove_job(path: Union[str, Path]) -> None:
     folder = Path(path)
     for name in (MANIFEST, LOCK_FILE):
         (folder / name).unlink(missing_ok=True)
-    for chunk in folder.glob("chunk_*.safetensors"):
-        chunk.unlink(missing_ok=True)
+    for pattern in ("chunk_*.safetensors", "carry_*.safetensors"):
+        for chunk in folder.glob(pattern):
+            chunk.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # not empty: something else lives there
         folder.rmdir()

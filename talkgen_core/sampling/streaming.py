@@ -1,6 +1,13 @@
-"""The streaming (InfiniteTalk) chunk loop: any length of video in memory bounded by one chunk.
+"""The chunk loop's services, written once for every long-video strategy.
 
-Per chunk (``T`` latent frames, ``h x w`` latent size, ``z`` latent channels):
+A *strategy* (:mod:`talkgen_core.sampling.strategies`: ``infinitetalk``, the default, ``sliding-window``,
+``memory-bank``) decides how the latents of a video are denoised; this module gives each of them the same
+services: the job folder and bit-exact resume, progress with an ETA, cancel (down to single DiT blocks),
+the streaming writer with the exact trim, references by time (image, keyframes, dubbing), SDEdit, colour
+correction and any number of speakers.
+
+The InfiniteTalk chain (``infinitetalk``, per chunk of ``T`` latent frames, ``h x w`` latent size, ``z``
+latent channels):
 
 1. Reference frame from the :class:`~.references.ReferenceProvider`, at the chunk's time.
 2. Conditioning, built as officially: the VAE latent of a clip made of the reference frame followed by
@@ -19,14 +26,18 @@ Per chunk (``T`` latent frames, ``h x w`` latent size, ``z`` latent channels):
    cut at the audio end. In latent mode the decoder's causal history carries over too, so the video is
    decoded as one stream (``StreamingSampler._decoded_chunk``). Nothing but the small :class:`StreamState`
    (a few latent or pixel frames, the decoder's history) survives a chunk.
+
+Strategies that denoise one video-wide latent stream (``sliding-window``) hand finished latent segments to
+:meth:`StreamingSampler.finish_segment` instead, which continues the same decode stream.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Literal, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -36,14 +47,14 @@ from talkgen_core.video.writer import FrameSink
 from talkgen_core.audio.windows import frame_windows
 
 from .chunks import ChunkPlan, ChunkSpec, latent_frames
-from .colour import match_colours
+from .colour import ColourTarget, match_colours
 from .guidance import GuidanceConfig, GuidedVelocity
 from .interrupt import Check, StepWatch, before_each_block, checked_between
 from .jobdir import JobDir, chunk_seed
 from .references import ReferenceProvider
 from .schedules import NUM_TRAIN_TIMESTEPS, SHIFT_480P, flow_timesteps
 from .solvers import SOLVERS, StepInfo, get_solver
-from .wrappers import ChunkConditioning, DiTVelocity, pin_leading_frames
+from .wrappers import ChunkConditioning, DiTVelocity
 
 ContextMode = Literal["latent", "pixel"]
 MASK_CHANNELS = 4
@@ -92,6 +103,10 @@ class StreamSettings:
     # pin each chunk's last latent frame to its reference too: rigid first+last-frame conditioning, the
     # keyframe-interpolation baseline InfiniteTalk improves on (kept for the quality benchmark's comparison)
     end_keyframe: bool = False
+    # the long-video strategy (talkgen_core.sampling.strategies) and its own parameters; the parameters are
+    # completed with the strategy's defaults here, so the job key always holds all of them
+    strategy: str = "infinitetalk"
+    strategy_params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -104,9 +119,22 @@ class StreamSettings:
             raise ValueError(f"colour_strength must be in [0, 1], got {self.colour_strength}")
         if not 0.0 < self.sdedit_strength <= 1.0:
             raise ValueError(f"sdedit_strength must be in (0, 1], got {self.sdedit_strength}")
+        from .strategies import get_strategy
+
+        strategy = get_strategy(self.strategy)
+        object.__setattr__(self, "strategy_params", strategy.resolve_params(self.strategy_params))
+        strategy.check_settings(self)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as JSON-able data (job manifests and keys). The default strategy with its (parameterless)
+        defaults is left out, so job folders made before strategies existed keep their keys and still resume."""
+        from .strategies import DEFAULT_STRATEGY
+
+        data = dataclasses.asdict(self)
+        data["strategy_params"] = dict(self.strategy_params)
+        if self.strategy == DEFAULT_STRATEGY and not self.strategy_params:
+            del data["strategy"], data["strategy_params"]
+        return data
 
 
 @dataclass
@@ -140,10 +168,15 @@ class StreamState:
     cached_condition: Optional[torch.Tensor] = None  # [1, 4 + z, T, h, w]
     last_frame: Optional[torch.Tensor] = None  # [3, H, W] the newest frame written (for previews)
     decode_state: Optional[object] = None  # latent mode: the VAE's decode stream (the decoder's causal history)
+    strategy_state: dict = field(default_factory=dict)  # what a strategy itself carries (e.g. a memory bank)
 
 
 @dataclass(frozen=True)
 class StreamProgress:
+    """A progress report. Strategies that step several windows at once (sliding-window) count their solver
+    steps in the order they run: ``chunk`` and ``step`` of a "step" event are then ``done // steps`` and
+    ``done % steps`` of all steps done, so progress only moves forward."""
+
     kind: Literal["step", "chunk", "block"]  # "block": a long step is still running (see step_fraction)
     chunk: int  # 0-based chunk index
     num_chunks: int
@@ -222,13 +255,101 @@ def decoded_pieces(vae, latents: torch.Tensor, decode_state=None,
         yield vae.decode(latents)
 
 
+class ChunkLoop:
+    """The services of one run that every strategy uses: job folder, cancel, progress with ETA, timing.
+
+    A strategy calls :meth:`step` after each solver step of a chunk (or window), :meth:`save` once a chunk's
+    latents are final, and :meth:`chunk_done` once its frames are written. ``steps_total`` is the number of
+    solver steps the run will sample, for the ETA.
+    """
+
+    def __init__(self, sampler: "StreamingSampler", job: Optional[JobDir],
+                 progress: Optional[Callable[[StreamProgress], None]], cancel: Optional[Callable[[], bool]],
+                 state: StreamState, block_report_s: float) -> None:
+        self.sampler, self.job, self.progress, self.cancel, self.state = sampler, job, progress, cancel, state
+        self.plan, self.steps = sampler.plan, sampler.settings.steps
+        self.started = time.perf_counter()
+        self.finished = state.next_chunk  # chunks whose latents are safe: saved in the job, or written
+        self.replayed = 0
+        self.chunk_seconds: list[float] = []
+        self.sampled_steps = 0
+        self.sampling_time = 0.0
+        self.steps_total = sum(1 for i in range(state.next_chunk, self.plan.num_chunks)
+                               if not self.is_saved(i)) * self.steps
+        self._last_tick = self.started
+        self._current = (0, 0)  # (chunk, steps done in it) of the newest step, for "block" reports
+        self.watch = StepWatch(self.check, lambda fraction: self._report("block", *self._current, fraction=fraction),
+                               block_report_s)
+
+    # ------------------------------------------------------------------ job folder
+    def is_saved(self, index: int) -> bool:
+        return self.job is not None and self.job.is_finished(index)
+
+    def load(self, index: int) -> torch.Tensor:
+        return self.job.load_chunk(index).to(self.sampler.device)
+
+    def save(self, index: int, latents: torch.Tensor, carry: Optional[dict[str, torch.Tensor]] = None) -> None:
+        """Keep chunk ``index``'s final latents (and what a strategy needs to continue after it) in the job."""
+        if self.job is not None:
+            self.job.save_chunk(index, latents, carry)
+            self.finished = index + 1
+
+    # ------------------------------------------------------------------ cancel and progress
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled(self.finished, self.plan.num_chunks, str(self.job.path) if self.job else None)
+
+    def chunk_started(self, index: int) -> None:
+        self._chunk_started = time.perf_counter()
+        self._current = (index, 0)
+
+    def step(self, chunk: int, steps_done: int, last: bool) -> None:
+        """One solver step of ``chunk`` finished (``steps_done`` of its steps); checks cancel unless ``last``."""
+        now = time.perf_counter()
+        self.sampled_steps += 1
+        self.sampling_time += now - self._last_tick
+        self._last_tick = now
+        self._current = (chunk, steps_done)
+        self.watch.step_done()
+        self._report("step", chunk, steps_done)
+        if not last:
+            self.check()
+
+    def chunk_done(self, chunk: ChunkSpec, replayed: bool = False) -> None:
+        """Chunk ``chunk``'s frames are written."""
+        self.finished = max(self.finished, chunk.index + 1)
+        if replayed:
+            self.replayed += 1
+        else:
+            now = time.perf_counter()
+            self.chunk_seconds.append(now - getattr(self, "_chunk_started", self.started))
+            self.sampling_time += now - self._last_tick  # decode and write count towards the ETA
+            self._last_tick = now
+        self._report("chunk", chunk.index, self.steps, replayed)
+
+    def _report(self, kind, chunk: int, step: int, was_replayed: bool = False, fraction: float = 0.0) -> None:
+        if self.progress is None:
+            return
+        rate = self.sampling_time / self.sampled_steps if self.sampled_steps else None
+        eta = None if rate is None else rate * max(0, self.steps_total - self.sampled_steps)
+        state = self.state
+        self.progress(StreamProgress(kind, chunk, self.plan.num_chunks, step, self.steps, state.frames_written,
+                                     self.plan.total_frames, time.perf_counter() - self.started, eta, was_replayed,
+                                     state.last_frame if kind == "chunk" else None, fraction))
+
+    def result(self) -> StreamResult:
+        return StreamResult(self.state.frames_written, self.plan.num_chunks, self.replayed,
+                            time.perf_counter() - self.started, self.chunk_seconds)
+
+
 class StreamingSampler:
-    """Runs the chunk loop for one video.
+    """Runs one video with its strategy (``settings.strategy``) and the chunk loop's services.
 
     Args:
         dit: the audio-conditioned DiT (``WanDiT`` or anything with its forward signature).
         vae: a video VAE (``encode`` / ``decode``; ``encode_stream`` / ``decode_stream`` used when present).
-        plan: the chunk plan (frame counts).
+        plan: the chunk plan (frame counts); for ``sliding-window`` the windows, built by the strategy's
+            :meth:`~talkgen_core.sampling.strategies.Strategy.plan`.
         fps: output frame rate (the audio features must be at this rate).
         references: where each chunk's reference frame comes from.
         conditioning: audio features, text states and optional CLIP encoder.
@@ -239,6 +360,8 @@ class StreamingSampler:
     def __init__(self, dit: nn.Module, vae, plan: ChunkPlan, fps: float, references: ReferenceProvider,
                  conditioning: StreamConditioning, settings: StreamSettings,
                  device: Optional[torch.device] = None) -> None:
+        from .strategies import get_strategy
+
         self.dit, self.vae, self.plan, self.fps = dit, vae, plan, float(fps)
         self.references, self.conditioning, self.settings = references, conditioning, settings
         first = next(dit.parameters(), None)
@@ -258,6 +381,8 @@ class StreamingSampler:
                 f"the audio features have {frames} rows per speaker but the plan covers {plan.total_frames} frames; "
                 "build the plan from the features' length (ChunkPlan(features.shape[0], ...))"
             )
+        self.strategy = get_strategy(settings.strategy)(settings.strategy_params)
+        self.strategy.check_plan(plan)
         self.context_latent_frames = latent_frames(plan.context_frames)
 
     # ------------------------------------------------------------------ per-chunk inputs
@@ -289,6 +414,29 @@ class StreamingSampler:
         windows = [frame_windows(f, chunk.start, chunk.length) for f in self.conditioning.audio_features]
         return torch.stack(windows)[None].to(self.device, torch.float32)
 
+    def chunk_conditioning(self, chunk: ChunkSpec, reference: torch.Tensor, condition: torch.Tensor,
+                           audio: Optional[torch.Tensor] = None) -> ChunkConditioning:
+        """Everything the DiT is conditioned on for one chunk or window (``audio``: default :meth:`audio_for`)."""
+        c = self.conditioning
+        clip = c.clip_encoder(reference.to(self.device)) if c.clip_encoder is not None else None
+        return ChunkConditioning(
+            cond=condition, context=c.context.to(self.device),
+            audio=self.audio_for(chunk) if audio is None else audio,
+            negative_context=None if c.negative_context is None else c.negative_context.to(self.device),
+            clip_fea=clip, speaker_masks=c.speaker_masks, audio_scale=c.audio_scale,
+        )  # fmt: skip
+
+    def guided(self, conditioning: ChunkConditioning) -> GuidedVelocity:
+        """The guided velocity ``model_fn(x, t)`` of one chunk (its APG buffers start empty)."""
+        return GuidedVelocity(DiTVelocity(self.dit, conditioning), self.settings.guidance)
+
+    def source_latents(self, chunk: ChunkSpec) -> torch.Tensor:
+        """SDEdit: the VAE latents of the chunk's window of source frames, ``[1, z, T, h, w]``."""
+        source = self.references.source_frames_for(chunk, self.fps)
+        if source is None:
+            raise ValueError(f"SDEdit needs source frames for chunk {chunk.index}, the reference provider gave none")
+        return self.vae.encode(source.to(self.device)).to(self.device, torch.float32)
+
     def initial_latents(self, chunk: ChunkSpec, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Generator]:
         """Noise from ``(seed, chunk)`` (or the noised source latents for SDEdit): ``[1, z, T, h, w]``."""
         z = condition.shape[1] - MASK_CHANNELS
@@ -297,48 +445,22 @@ class StreamingSampler:
         noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device)
         if self.settings.sdedit_strength >= 1.0:
             return noise, generator
-        source = self.references.source_frames_for(chunk, self.fps)
-        if source is None:
-            raise ValueError(f"SDEdit needs source frames for chunk {chunk.index}, the reference provider gave none")
-        source_latents = self.vae.encode(source.to(self.device)).to(self.device, torch.float32)
         s0 = float(self.timesteps[0]) / NUM_TRAIN_TIMESTEPS
-        return (1.0 - s0) * source_latents + s0 * noise, generator
+        return (1.0 - s0) * self.source_latents(chunk) + s0 * noise, generator
+
+    def check_finite(self, chunk: ChunkSpec, info: StepInfo) -> None:
+        if not torch.isfinite(info.x).all():
+            raise NonFiniteLatents(chunk.index, self.plan.num_chunks, info.step + 1, info.num_steps)
 
     # ------------------------------------------------------------------ sampling and output
-    @torch.no_grad()
     def sample_chunk(self, chunk: ChunkSpec, state: StreamState,
                      on_step: Optional[Callable[[StepInfo], None]] = None,
                      check: Optional[Check] = None) -> torch.Tensor:
-        """Sample one chunk's latents ``[1, z, T, h, w]`` (context frames clean); ``check`` as in :meth:`run`."""
-        reference = self.references.reference_for(chunk, self.fps)
-        condition = self.condition_for(chunk, reference, state, check)
-        clean = self.clean_context(chunk, condition, state)
-        c = self.conditioning
-        clip = c.clip_encoder(reference.to(self.device)) if c.clip_encoder is not None else None
-        chunk_conditioning = ChunkConditioning(
-            cond=condition, context=c.context.to(self.device), audio=self.audio_for(chunk),
-            negative_context=None if c.negative_context is None else c.negative_context.to(self.device),
-            clip_fea=clip, speaker_masks=c.speaker_masks, audio_scale=c.audio_scale,
-        )  # fmt: skip
-        guided = GuidedVelocity(DiTVelocity(self.dit, chunk_conditioning), self.settings.guidance)
-        end = condition[:, MASK_CHANNELS:, :1] if self.settings.end_keyframe else None  # the reference's latent
-        model_fn = pin_leading_frames(guided, clean, end)
-        x, generator = self.initial_latents(chunk, condition)
-        k = clean.shape[2]
-        x[:, :, :k] = clean
-        if end is not None:
-            x[:, :, -1:] = end
-
-        def after_step(info: StepInfo) -> None:
-            info.x[:, :, :k] = clean  # exact clean context after every step
-            if end is not None:
-                info.x[:, :, -1:] = end
-            if not torch.isfinite(info.x).all():
-                raise NonFiniteLatents(chunk.index, self.plan.num_chunks, info.step + 1, info.num_steps)
-            if on_step is not None:
-                on_step(info)
-
-        return self.solver(model_fn, x, self.timesteps, callback=after_step, generator=generator)
+        """Sample one chunk's latents ``[1, z, T, h, w]`` with a chained strategy (``infinitetalk``,
+        ``memory-bank``); ``check`` as in :meth:`run`."""
+        if not hasattr(self.strategy, "sample_chunk"):
+            raise ValueError(f"the {self.settings.strategy} strategy samples no chunk on its own; use run()")
+        return self.strategy.sample_chunk(self, chunk, state, on_step, check)
 
     def _decoded_chunk(self, chunk: ChunkSpec, latents: torch.Tensor, state: StreamState,
                        check: Optional[Check]) -> tuple[Iterator[torch.Tensor], int]:
@@ -361,110 +483,93 @@ class StreamingSampler:
         offset = chunk.length - vae.temporal_stride * new.shape[2]
         return decoded_pieces(vae, new, state.decode_state, check), offset
 
-    @torch.no_grad()
-    def finish_chunk(self, chunk: ChunkSpec, latents: torch.Tensor, state: StreamState, sink: FrameSink,
-                     check: Optional[Check] = None) -> None:
-        """Decode, colour-correct, write the chunk's output frames and update the state for the next chunk."""
-        colour_ref = self.references.colour_reference() if self.settings.colour_strength > 0 else None
-        keep_tail = self.settings.context_mode == "pixel"
+    @functools.cached_property
+    def _colour_target(self) -> ColourTarget:
+        """The colour reference's Lab statistics, once per run (every provider's colour reference is fixed)."""
+        return ColourTarget.of(self.references.colour_reference())
+
+    def _write_pieces(self, pieces: Iterator[torch.Tensor], offset: int, keep: tuple[int, int], sink: FrameSink,
+                      state: StreamState, tail_from: Optional[int] = None) -> tuple[int, list[torch.Tensor]]:
+        """Colour-correct decoded pieces and write the frames at window offsets ``keep = [lo, hi)``; returns the
+        offset after the last piece and the pieces' frames from ``tail_from`` on (pixel-mode context)."""
+        colour_ref = self._colour_target if self.settings.colour_strength > 0 else None
         tail: list[torch.Tensor] = []
-        tail_from = chunk.length - self.plan.context_frames
-        pieces, offset = self._decoded_chunk(chunk, latents.to(self.device), state, check)
         for piece in pieces:
             n = piece.shape[2]
             if colour_ref is not None:
                 piece = match_colours(piece, colour_ref, self.settings.colour_strength)
-            lo, hi = max(chunk.keep_from, offset), min(chunk.keep_until, offset + n)
+            lo, hi = max(keep[0], offset), min(keep[1], offset + n)
             if hi > lo:
                 sink.write(piece[0, :, lo - offset : hi - offset].permute(1, 0, 2, 3))
                 state.last_frame = piece[0, :, hi - offset - 1].detach().cpu()
-            if keep_tail and offset + n > tail_from:
+                state.frames_written += hi - lo
+            if tail_from is not None and offset + n > tail_from:
                 tail.append(piece[:, :, max(0, tail_from - offset) :].cpu())
             offset += n
+        return offset, tail
+
+    @torch.no_grad()
+    def finish_chunk(self, chunk: ChunkSpec, latents: torch.Tensor, state: StreamState, sink: FrameSink,
+                     check: Optional[Check] = None) -> None:
+        """Decode, colour-correct, write the chunk's output frames and update the state for the next chunk."""
+        keep_tail = self.settings.context_mode == "pixel"
+        pieces, offset = self._decoded_chunk(chunk, latents.to(self.device), state, check)
+        offset, tail = self._write_pieces(pieces, offset, (chunk.keep_from, chunk.keep_until), sink, state,
+                                          chunk.length - self.plan.context_frames if keep_tail else None)
         if offset != chunk.length:
             raise RuntimeError(f"the VAE decoded {offset} frames for a {chunk.length}-frame chunk")
         if state.decode_state is not None:
             state.decode_state.to("cpu")  # the decoder's history waits off the accelerator while the DiT samples
         state.context_latents = latents[:, :, -self.context_latent_frames :].detach().clone()
         state.tail_pixels = torch.cat(tail, dim=2) if keep_tail else None
-        state.frames_written += chunk.output_frames
         state.next_chunk = chunk.index + 1
+
+    @torch.no_grad()
+    def finish_segment(self, index: int, first_latent: int, latents: torch.Tensor, state: StreamState,
+                       sink: FrameSink, check: Optional[Check] = None) -> None:
+        """Decode the final latents ``[1, z, n, h, w]`` of a video-wide latent stream from latent
+        ``first_latent`` on (continuing the decode of the segments before), colour-correct, and write the
+        frames that lie inside the audio. Segment ``index`` is the ``index``-th in stream order.
+
+        Latent 0 is frame 0 alone and latent ``g >= 1`` frames ``4 g - 3 .. 4 g`` (the causal VAE). A VAE
+        without decode streams decodes each segment after the previous segment's last latent and drops that
+        latent's frame.
+        """
+        latents = latents.to(self.device)
+        stride = int(getattr(self.vae, "temporal_stride", 4))
+        first_frame = 0 if first_latent == 0 else stride * (first_latent - 1) + 1
+        n_frames = stride * latents.shape[2] - (stride - 1 if first_latent == 0 else 0)
+        if hasattr(self.vae, "new_decode_state"):
+            if first_latent == 0:
+                state.decode_state = self.vae.new_decode_state()
+            state.decode_state.to(self.device)
+            pieces, offset = decoded_pieces(self.vae, latents, state.decode_state, check), 0
+        elif first_latent == 0:
+            pieces, offset = decoded_pieces(self.vae, latents, check=check), 0
+        else:
+            history = state.context_latents.to(self.device)  # the previous segment's last latent
+            pieces, offset = decoded_pieces(self.vae, torch.cat([history, latents], dim=2), check=check), -1
+        keep = (0, min(n_frames, self.plan.total_frames - first_frame))
+        offset, _ = self._write_pieces(pieces, offset, keep, sink, state)
+        if offset != n_frames:
+            raise RuntimeError(f"the VAE decoded {offset} frames for {latents.shape[2]} latent frames")
+        if state.decode_state is not None:
+            state.decode_state.to("cpu")
+        state.context_latents = latents[:, :, -1:].detach().clone()
+        state.next_chunk = index + 1
 
     def run(self, sink: FrameSink, job: Optional[JobDir] = None,
             progress: Optional[Callable[[StreamProgress], None]] = None,
             cancel: Optional[Callable[[], bool]] = None, state: Optional[StreamState] = None,
             block_report_s: float = BLOCK_REPORT_S) -> StreamResult:
-        """Run every remaining chunk; finished chunks in ``job`` are replayed from their saved latents.
+        """Run every remaining chunk with the strategy; finished chunks in ``job`` are replayed from it.
 
         ``cancel`` is asked before every chunk, between solver steps, before every DiT block (so also between
         CFG passes) and between the latent frames of streamed VAE passes; a yes raises :class:`Cancelled`.
         While a step runs, "block" progress events say how far it got, at most every ``block_report_s``.
         """
         state = state or StreamState()
-        plan, steps = self.plan, self.settings.steps
-        started = time.perf_counter()
-        sampled_steps = 0
-        sampling_time = 0.0
-        chunk_seconds: list[float] = []
-        replayed = 0
-        job_path = str(job.path) if job is not None else None
-
-        def remaining_steps(chunk_index: int, steps_done: int) -> int:
-            to_sample = [i for i in range(chunk_index, plan.num_chunks) if job is None or not job.is_finished(i)]
-            return max(0, len(to_sample) * steps - steps_done)
-
-        def report(kind, chunk: ChunkSpec, step: int, was_replayed: bool = False, fraction: float = 0.0) -> None:
-            if progress is None:
-                return
-            rate = sampling_time / sampled_steps if sampled_steps else None
-            eta = None if rate is None else rate * remaining_steps(chunk.index, steps if kind == "chunk" else step)
-            progress(StreamProgress(kind, chunk.index, plan.num_chunks, step, steps, state.frames_written,
-                                    plan.total_frames, time.perf_counter() - started, eta, was_replayed,
-                                    state.last_frame if kind == "chunk" else None, fraction))
-
-        finished = state.next_chunk  # chunks whose latents are safe: saved in the job, or written
-
-        def check() -> None:
-            if cancel is not None and cancel():
-                raise Cancelled(finished, plan.num_chunks, job_path)
-
-        steps_done = 0
-        watch = StepWatch(check, lambda fraction: report("block", chunk, steps_done, fraction=fraction),
-                          block_report_s)
-        with before_each_block(self.dit, watch.before_block):
-            for chunk in plan.chunks()[state.next_chunk :]:
-                check()
-                if job is not None and job.is_finished(chunk.index):
-                    latents = job.load_chunk(chunk.index).to(self.device)
-                    finished = chunk.index + 1
-                    self.finish_chunk(chunk, latents, state, sink, check)
-                    replayed += 1
-                    report("chunk", chunk, steps, was_replayed=True)
-                    continue
-                chunk_started = time.perf_counter()
-                last_tick = [chunk_started]
-                steps_done = 0
-
-                def on_step(info: StepInfo, chunk: ChunkSpec = chunk) -> None:
-                    nonlocal sampled_steps, sampling_time, steps_done
-                    now = time.perf_counter()
-                    sampled_steps += 1
-                    sampling_time += now - last_tick[0]
-                    last_tick[0] = now
-                    steps_done = info.step + 1
-                    watch.step_done()
-                    report("step", chunk, steps_done)
-                    if info.step + 1 < info.num_steps:
-                        check()
-
-                latents = self.sample_chunk(chunk, state, on_step, check)
-                if job is not None:
-                    job.save_chunk(chunk.index, latents)
-                    finished = chunk.index + 1
-                self.finish_chunk(chunk, latents, state, sink, check)
-                finished = chunk.index + 1
-                chunk_seconds.append(time.perf_counter() - chunk_started)
-                sampling_time += time.perf_counter() - last_tick[0]  # decode and write count towards the ETA
-                report("chunk", chunk, steps)
-        return StreamResult(state.frames_written, plan.num_chunks, replayed, time.perf_counter() - started,
-                            chunk_seconds)
+        loop = ChunkLoop(self, job, progress, cancel, state, block_report_s)
+        with before_each_block(self.dit, loop.watch.before_block):
+            self.strategy.run(self, loop, sink, state)
+        return loop.result()

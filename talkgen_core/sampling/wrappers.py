@@ -18,6 +18,8 @@ from typing import Callable, Optional, Protocol, Sequence, Union
 import torch
 from torch import nn
 
+from talkgen_core.models.step_cache import ChunkStepCache, optional_around
+
 
 class Branch(enum.Enum):
     """One CFG pass: which text (positive or negative prompt) and which audio (real or null)."""
@@ -92,12 +94,14 @@ class DiTVelocity:
     Inputs are passed in float32 (the state's dtype); the DiT casts to its own compute dtype.
 
     ``calls`` counts DiT forwards, which lets tests check how many passes each guidance mode costs.
+    ``step_cache``: the chunk's step cache (one per velocity, so per chunk) when the DiT runs with one.
     """
 
     def __init__(self, dit: nn.Module, conditioning: ChunkConditioning) -> None:
         self.dit = dit
         self.conditioning = conditioning
         self.calls = 0
+        self.step_cache = ChunkStepCache.for_model(dit)
 
     def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
         return self.evaluate(x, t, (Branch.COND,), batch=True)[0]
@@ -110,7 +114,7 @@ class DiTVelocity:
         return c.text_for(branch), audio, single_null
 
     def _forward(self, x: torch.Tensor, t: float, texts: list[torch.Tensor],
-                 audios: list[Optional[torch.Tensor]], without_masks: bool) -> torch.Tensor:
+                 audios: list[Optional[torch.Tensor]], without_masks: bool, branches: Sequence[Branch]) -> torch.Tensor:
         c = self.conditioning
         n = len(texts)
         device, dtype = x.device, x.dtype
@@ -125,13 +129,14 @@ class DiTVelocity:
             scale = c.audio_scale
             kwargs["audio_scale"] = 1.0 if (without_masks and isinstance(scale, torch.Tensor)) else scale
         self.calls += 1
-        v = self.dit(
-            x.expand(n, -1, -1, -1, -1),
-            torch.full((n,), float(t), device=device, dtype=torch.float32),
-            torch.cat(texts).to(device, dtype),
-            c.cond.to(device, dtype).expand(n, -1, -1, -1, -1),
-            **kwargs,
-        )
+        with optional_around(self.step_cache, self.dit, branches, float(t)):
+            v = self.dit(
+                x.expand(n, -1, -1, -1, -1),
+                torch.full((n,), float(t), device=device, dtype=torch.float32),
+                torch.cat(texts).to(device, dtype),
+                c.cond.to(device, dtype).expand(n, -1, -1, -1, -1),
+                **kwargs,
+            )
         return v.to(x.dtype)
 
     def evaluate(self, x: torch.Tensor, t: float, branches: Sequence[Branch], batch: bool = True) -> list[torch.Tensor]:
@@ -147,13 +152,14 @@ class DiTVelocity:
         results: list[Optional[torch.Tensor]] = [None] * len(branches)
         if not batch:
             for i, (text, audio, no_masks) in enumerate(inputs):
-                results[i] = self._forward(x, t, [text], [audio], no_masks)
+                results[i] = self._forward(x, t, [text], [audio], no_masks, [branches[i]])
             return [r for r in results if r is not None]
         groups: dict[bool, list[int]] = {}
         for i, (_, _, no_masks) in enumerate(inputs):
             groups.setdefault(no_masks, []).append(i)
         for no_masks, idx in groups.items():
-            out = self._forward(x, t, [inputs[i][0] for i in idx], [inputs[i][1] for i in idx], no_masks)
+            out = self._forward(x, t, [inputs[i][0] for i in idx], [inputs[i][1] for i in idx], no_masks,
+                                [branches[i] for i in idx])
             for j, i in enumerate(idx):
                 results[i] = out[j : j + 1]
         return [r for r in results if r is not None]

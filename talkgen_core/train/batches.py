@@ -11,6 +11,12 @@ Two kinds of sample:
   is what the demo is given at inference.
 Stage 1 uses first chunks of ``stage1_frames`` (short: audio-to-lip alignment); stage 2 mixes both kinds at
 the sampler's full chunk length.
+
+With ``memory_latents`` (the memory-bank recipe) a continuation also gets that many bank latents before it,
+laid out as the ``memory-bank`` sampler lays them out (:func:`~talkgen_core.sampling.strategies.memory_bank.
+with_memory`): the reference's own latent, then earlier latents of the clip's own stream, oldest first; they
+and the context are noised to ``memory_sigma`` (``DiTBatch.memory_noise``). Such a stage-2 batch is all
+continuations or all first chunks (their lengths differ), drawn once per batch.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from torch import Tensor
 
 from talkgen_core.audio.windows import frame_windows
 from talkgen_core.sampling.chunks import latent_frames
+from talkgen_core.sampling.strategies.memory_bank import with_memory
 from talkgen_core.sampling.streaming import first_frame_mask
 from talkgen_core.train.config import TrainConfig
 from talkgen_core.train.latents import LatentBank
@@ -34,6 +41,7 @@ class DiTBatch:
     audio: Tensor  # [B, 1, C, 5, L, D] per-video-frame audio windows, C = 1 + 4 (T - 1)
     clean: Tensor  # [B, 1, T, 1, 1] bool: pinned context latents (kept clean, left out of the loss)
     region: Tensor  # [B, 2, T, h, w] coverage per latent cell: channel 0 face, channel 1 mouth
+    memory_noise: Tensor | None = None  # [B, 1, T, 1, 1] noise level of the clean latents (memory recipe)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class _Pick:
     cond_latent: Tensor  # [z, T, h, w]
     start_frame: int
     context_latents: int
+    memory: Tensor | None = None  # [z, M, h, w] bank latents before the chunk (memory recipe)
 
 
 def latent_region_coverage(coverage: Tensor, start: int, num_frames: int) -> Tensor:
@@ -75,12 +84,17 @@ def _continuation(bank: LatentBank, config: TrainConfig, clip: int, generator: t
     else:
         distances = torch.tensor([abs(p - start) for p in bank.start_frames])
         ref = int(torch.argmin(distances))
+    memory = None
+    if config.memory_latents:
+        earlier = torch.randint(0, j, (config.memory_latents - 1,), generator=generator).sort().values
+        memory = torch.cat([bank.conditions[clip, ref, :, :1], bank.stream[clip, :, earlier]], dim=1)
     return _Pick(
         clip=clip,
         x0=bank.stream[clip, :, j : j + latents],
         cond_latent=bank.conditions[clip, ref, :, :latents],
         start_frame=start,
         context_latents=latent_frames(config.context_frames),
+        memory=memory,
     )
 
 
@@ -91,18 +105,21 @@ def sample_dit_batch(bank: LatentBank, config: TrainConfig, stage: int, generato
     video_frames = config.stage1_frames if stage == 1 else config.chunk_frames
     latents = latent_frames(video_frames)
     picks = []
+    per_batch = stage == 2 and config.memory_latents > 0  # memory: one kind per batch (lengths differ)
+    batch_continues = per_batch and float(torch.rand((), generator=generator)) < config.stage2_continuation
     for _ in range(config.dit_batch):
         clip = int(torch.randint(bank.num_clips, (1,), generator=generator))
-        continuation = stage == 2 and float(torch.rand((), generator=generator)) < config.stage2_continuation
+        continuation = batch_continues if per_batch else (
+            stage == 2 and float(torch.rand((), generator=generator)) < config.stage2_continuation)
         if continuation:
             picks.append(_continuation(bank, config, clip, generator))
         else:
             position = int(torch.randint(len(bank.start_frames), (1,), generator=generator))
             picks.append(_first_chunk(bank, clip, position, latents))
-    return _assemble(bank, picks, video_frames)
+    return _assemble(bank, picks, video_frames, config.memory_sigma)
 
 
-def _assemble(bank: LatentBank, picks: list[_Pick], video_frames: int) -> DiTBatch:
+def _assemble(bank: LatentBank, picks: list[_Pick], video_frames: int, memory_sigma: float = 0.0) -> DiTBatch:
     x0 = torch.stack([p.x0 for p in picks])
     b, _, t, h, w = x0.shape
     mask = first_frame_mask(video_frames, h, w).expand(b, -1, -1, -1, -1)
@@ -124,4 +141,12 @@ def _assemble(bank: LatentBank, picks: list[_Pick], video_frames: int) -> DiTBat
             for p in picks
         ]
     )
-    return DiTBatch(x0=x0, cond=cond, audio=audio, clean=clean, region=region)
+    if picks[0].memory is None:
+        return DiTBatch(x0=x0, cond=cond, audio=audio, clean=clean, region=region)
+    memory = torch.stack([p.memory for p in picks])  # [B, z, M, h, w]
+    m = memory.shape[2]
+    cond, audio = with_memory(cond, audio, m)
+    clean = torch.cat([torch.ones(b, 1, m, 1, 1, dtype=torch.bool), clean], dim=2)
+    region = torch.cat([torch.zeros(b, 2, m, h, w), region], dim=2)
+    return DiTBatch(x0=torch.cat([memory, x0], dim=2), cond=cond, audio=audio, clean=clean, region=region,
+                    memory_noise=clean.float() * memory_sigma)

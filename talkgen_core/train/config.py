@@ -59,6 +59,12 @@ class TrainConfig:
     stage2_continuation: float = 0.7  # share of stage-2 samples that continue the clip's own past
     neutral_reference: float = 0.3  # share of samples whose reference is the neutral portrait
     time_shift: float = SHIFT_480P  # noise levels drawn like the demo sampler's shifted grid
+    # The memory-bank strategy's recipe (talkgen_core.sampling.strategies.memory_bank): stage-2 continuations get
+    # memory_latents bank latents before the chunk (the reference's own latent, then earlier latents of the
+    # clip's own stream, oldest first), and the bank and context latents are noised to memory_sigma, as the
+    # sampler does. 0 and 0.0: the shipped recipe (the shipped weights were trained without).
+    memory_latents: int = 0
+    memory_sigma: float = 0.0
     # time budget: the VAE stage gets vae_share of --minutes; stage 1 gets stage1_share of what is left
     # after the VAE stage and latent caching; stage 2 gets the rest
     vae_share: float = 0.4
@@ -81,6 +87,9 @@ class TrainConfig:
             raise ValueError(f"vae_frames ({self.vae_frames}) cannot exceed clip_frames ({self.clip_frames})")
         if self.clip_frames < self.chunk_frames + 4:
             raise ValueError("clip_frames must exceed chunk_frames by at least 4 (one latent of own past)")
+        if self.memory_latents < 0 or not 0.0 <= self.memory_sigma < 1.0:
+            raise ValueError(f"memory_latents must be >= 0 and memory_sigma in [0, 1), got {self.memory_latents}, "
+                             f"{self.memory_sigma}")
         if self.size % 16:
             raise ValueError(f"size must be a multiple of 16 (VAE 8x times DiT 2x2 patches), got {self.size}")
         if not 0 < self.vae_crop <= self.size or self.vae_crop % 8:

@@ -5,8 +5,9 @@ target velocity is ``v = noise - x0`` (the sampler's convention). ``s`` is drawn
 the sampler's time shift, ``s = shift u / (1 + (shift - 1) u)``, so training spends its effort on the noise
 levels the shifted demo grid actually visits.
 
-Context latents (``batch.clean``) are set to their clean values in ``x_t`` and left out of the loss, as the
-streaming sampler pins them. The squared error is weighted per latent cell by
+Context latents (``batch.clean``) are set to their clean values in ``x_t`` (with the memory-bank recipe:
+noised to ``batch.memory_noise``, as that sampler pins them) and left out of the loss, as the streaming
+sampler pins them. The squared error is weighted per latent cell by
 ``1 + face_weight * face + mouth_weight * mouth`` (coverage from the renderer's ground-truth masks, pooled to
 latent resolution): mouth and face up-weighted as in SkyReels-Audio / MagicInfinite.
 
@@ -60,7 +61,8 @@ def flow_matching_loss(
     noise = torch.randn(x0.shape, generator=generator)
     s = noise_fractions(b, shift, generator)
     s_ = s.view(b, 1, 1, 1, 1)
-    xt = torch.where(batch.clean, x0, (1.0 - s_) * x0 + s_ * noise)
+    context = x0 if batch.memory_noise is None else (1.0 - batch.memory_noise) * x0 + batch.memory_noise * noise
+    xt = torch.where(batch.clean, context, (1.0 - s_) * x0 + s_ * noise)
     keep_audio = (torch.rand(b, generator=generator) >= audio_dropout).float().view(b, 1, 1, 1, 1, 1)
     text = torch.zeros(b, 1, dit.config.text_dim)
     v = dit(xt, s * NUM_TRAIN_TIMESTEPS, text, batch.cond, audio=batch.audio * keep_audio)

@@ -79,3 +79,43 @@ def test_soft_limiter_is_identity_below_knee_and_monotonic():
 def test_bad_target_is_a_named_error():
     with pytest.raises(AudioInputError, match="target loudness 5.0"):
         normalize_loudness(tone(1.0), 16000, 5.0)
+
+
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_measurement_equals_pyloudnorm_across_filter_blocks_and_slices(rate):
+    from talkgen_core.audio.loudness import block_powers, gated_loudness
+
+    x = speech_like(3.3, rate, seed=3, amp=0.3)  # 3.3 s: neither the slices nor the 128-sample blocks divide it
+    reference = independent_lufs(x, rate)
+    assert abs(integrated_loudness(x, rate) - reference) < 1e-9
+    for slice_samples in (1000, 4096 + 17):  # the filter state is carried across slices and partial blocks
+        assert abs(gated_loudness(block_powers(x, rate, slice_samples)) - reference) < 1e-9
+
+
+def test_k_weighting_filter_equals_the_direct_recurrence_with_state_carried():
+    from talkgen_core.audio.kweighting import BlockFilter, k_weighting
+
+    x = np.random.default_rng(4).standard_normal(1000)
+    for f in k_weighting(16000):
+        direct, s1, s2 = np.empty_like(x), 0.0, 0.0  # transposed direct form II, one sample at a time
+        for n, v in enumerate(x):
+            out = f.b0 * v + s1
+            s1, s2 = f.b1 * v - f.a1 * out + s2, f.b2 * v - f.a2 * out
+            direct[n] = out
+        stage = BlockFilter(f, block=64)
+        first, state = stage(x[:300], np.zeros(2))  # 4 full blocks + a partial one, then the rest
+        second, state = stage(x[300:], state)
+        np.testing.assert_allclose(np.concatenate([first, second]), direct, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(state, [s1, s2], rtol=0, atol=1e-12)
+        assert np.abs(direct).max() > 1.0
+
+
+def test_measuring_loudness_imports_neither_scipy_nor_pyloudnorm():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from talkgen_core.audio.loudness import integrated_loudness; "
+            "integrated_loudness(np.ones(16000, np.float32) * 0.1, 16000); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'pyloudnorm'}))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

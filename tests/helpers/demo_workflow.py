@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 DEMO = "talkgen-demo (embedded)"
-DROPPED = {"CLIPLoader", "CLIPTextEncode", "CLIPVisionLoader", "CLIPVisionEncode"}
+DROPPED = {"CLIPLoader", "CLIPTextEncode", "CLIPVisionLoader", "CLIPVisionEncode", "ModelPatchLoader"}
 QUICK_SAMPLER = {"size": "demo", "steps": 2}
 
 
@@ -47,6 +47,9 @@ def demo_graph(graph: dict, lora_name: str) -> dict:
             inputs.update(model=DEMO, adapter="none")
         elif kind == "TalkGenAudioEncoderLoader":
             inputs.update(encoder=DEMO)
+        elif kind == "UNETLoader":  # ComfyUI's own MODEL needs real weights: the demo model takes its slot
+            node.update(class_type="TalkGenModelLoader", inputs={"model": DEMO, "adapter": "none",
+                        "weight_dtype": "stored", "compute_dtype": "auto", "attention": "sdpa"})
         elif kind == "VAELoader":
             node.update(class_type="TalkGenVAELoader", inputs={"vae": DEMO})
         elif kind == "TalkGenLoRA":

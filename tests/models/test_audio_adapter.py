@@ -13,7 +13,7 @@ import torch
 import talkgen_core.models.blocks as blocks_module
 from helpers.dit_inputs import capture_audio_residual, dit_inputs
 from talkgen_core.models import build_dit
-from talkgen_core.models.audio_adapter import SpeakerRouting, group_audio_windows, label_positions
+from talkgen_core.models.audio_adapter import SpeakerRouting, group_audio_windows, label_positions, speaker_affinity
 from talkgen_core.models.configs import variant
 
 GRID = 4  # token grid is GRID x GRID (latent 8 x 8, patch 2)
@@ -193,6 +193,22 @@ def test_affinity_map_is_computed_only_for_label_rope(monkeypatch):
         assert calls == []
         model(**dit_inputs(model.config, frames=2, speakers=2), speaker_masks=_half_masks(2))
     assert len(calls) == model.config.num_layers
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_affinity_equals_the_one_block_float32_formula(dtype):
+    # 2 x 4 heads x 64 frame tokens: 2048 queries take 4 cache-sized chunks on the CPU
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 2048, 4, 32, generator=g).to(dtype)
+    k = torch.randn(2, 2048, 4, 32, generator=g).to(dtype)
+    regions = torch.zeros(3, 64)
+    regions[0, :20], regions[1, 20:50], regions[2, 50:] = 1, 1, 1
+    weights = (regions / regions.sum(1, keepdim=True)).t()
+    logits = q.float().transpose(1, 2) @ k[:, :64].float().transpose(1, 2).transpose(-1, -2) / 32**0.5
+    want = (torch.softmax(logits, dim=-1) @ weights).mean(dim=1)  # [B, L, 3]
+    got = speaker_affinity(q, k, 64, weights)
+    assert got.dtype == torch.float32 and got.shape == (2, 2048, 3)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)  # float32 in either compute dtype
 
 
 def test_speaker_input_errors_name_the_fix():

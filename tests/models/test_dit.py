@@ -197,3 +197,18 @@ def test_weights_converted_to_a_smaller_dtype_keep_the_output_close(dtype, toler
     assert (out - reference).norm() / reference.norm() < tolerance
     back = convert_weights(model, torch.float32)(**inputs)  # fp8 -> fp32 applies the scale
     assert torch.allclose(back, out, atol=1e-4)
+
+
+def test_rope_table_is_memoised_per_grid_and_usable_with_autograd_after_inference_mode():
+    from talkgen_core.models.rope import rope_3d_table
+
+    with torch.inference_mode():
+        table = rope_3d_table((2, 3, 5), 16, 10000.0, torch.device("cpu"))
+    assert not table.is_inference()  # made outside inference mode: a training forward may save it
+    assert rope_3d_table((2, 3, 5), 16, 10000.0, torch.device("cpu")) is table
+    assert torch.equal(table, rope_rotation(rope_3d_angles((2, 3, 5), 16)))
+    other = rope_3d_table((2, 5, 3), 16, 10000.0, torch.device("cpu"))  # same token count, another grid
+    assert other.shape == table.shape and not torch.equal(other, table)
+    x = torch.randn(1, 30, 2, 16, requires_grad=True)
+    apply_rope(x, table).sum().backward()
+    assert x.grad is not None

@@ -1,4 +1,4 @@
-"""LoRA: key namings, merged == unmerged, strength and alpha, fp8 weights kept intact, removal, errors."""
+"""LoRA: key namings, merged (default, restorable) == unmerged, strength and alpha, fp8 weights kept intact, removal, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from helpers.dit_inputs import dit_inputs
 from talkgen_core.models import build_dit
-from talkgen_core.models.lora import LoraError, applied_loras, apply_lora, read_lora
+from talkgen_core.models.lora import LoraError, applied_loras, apply_lora, merge_lora, read_lora
 
 RANK = 4
 
@@ -72,7 +72,7 @@ def test_merged_equals_unmerged_and_removal_restores(strength, tmp_path):
     model = build_dit("tiny", seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     plain = _run(model, inputs)
-    handle = apply_lora(model, path, strength=strength)
+    handle = apply_lora(model, path, strength=strength, merge=False)
     unmerged = _run(model, inputs)
     for key in ("blocks.0.self_attn.q.weight", "patch_embedding.weight", "head.head.bias"):
         assert torch.equal(model.state_dict()[key], before[key])  # matmul weights untouched
@@ -81,12 +81,33 @@ def test_merged_equals_unmerged_and_removal_restores(strength, tmp_path):
     torch.testing.assert_close(_run(model, inputs), plain, atol=0, rtol=0)
 
     merged_model = build_dit("tiny", seed=0)
-    merged_handle = apply_lora(merged_model, path, strength=strength, merge=True)
+    merged_handle = merge_lora(merged_model, read_lora(path, merged_model), strength=strength)
     merged = _run(merged_model, inputs)
     assert (unmerged - plain).abs().max() > 1e-2
     torch.testing.assert_close(merged, unmerged, atol=2e-5, rtol=2e-5)
     with pytest.raises(LoraError, match="cannot be removed"):
         merged_handle.remove()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_default_merge_equals_unmerged_and_restores_the_originals_bit_for_bit(dtype):
+    """The default (merged, removable) path: no hooks on plain weights, same output, exact originals back."""
+    inputs = dit_inputs(build_dit("tiny", device="meta").config, batch=2)
+    model = build_dit("tiny", dtype=dtype, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = _run(model, inputs)
+    with applied_loras(model, [(_lora_state(), 0.7), (_lora_state(seed=1), 0.5)], merge=False):
+        unmerged = _run(model, inputs)
+    with applied_loras(model, [(_lora_state(), 0.7), (_lora_state(seed=1), 0.5)]) as handles:
+        assert not any(h.hooks for h in handles)  # every matmul weight took its delta
+        assert not torch.equal(model.blocks[0].self_attn.q.weight, before["blocks.0.self_attn.q.weight"])
+        merged = _run(model, inputs)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    torch.testing.assert_close(_run(model, inputs), plain, atol=0, rtol=0)
+    assert (unmerged - plain).abs().max() > 1e-2
+    # fp32: merging only reorders the sums; bf16: the merged weight is rounded once to bf16
+    tolerance = 2e-5 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(merged, unmerged, atol=tolerance, rtol=tolerance)
 
 
 def test_strength_zero_changes_nothing_and_alpha_scales_like_up():
@@ -102,9 +123,9 @@ def test_strength_zero_changes_nothing_and_alpha_scales_like_up():
                   "blocks.0.ffn.2.alpha": torch.tensor(1.0)}  # fmt: skip
     scaled_up = {"blocks.0.ffn.2.lora_A.weight": down, "blocks.0.ffn.2.lora_B.weight": up / RANK}
     a = build_dit("tiny", seed=0)
-    apply_lora(a, with_alpha, merge=True)
+    merge_lora(a, read_lora(with_alpha, a))
     b = build_dit("tiny", seed=0)
-    apply_lora(b, scaled_up, merge=True)
+    merge_lora(b, read_lora(scaled_up, b))
     torch.testing.assert_close(a.blocks[0].ffn[2].weight, b.blocks[0].ffn[2].weight)
     assert (a.blocks[0].ffn[2].weight - model.blocks[0].ffn[2].weight).abs().max() > 1e-2
 
@@ -115,13 +136,14 @@ def test_unmerged_keeps_fp8_weights_and_merging_into_fp8_is_refused():
     weight = model.blocks[0].self_attn.q.weight.clone()
     plain = _run(model, inputs)
     lora = {k: v for k, v in _lora_state().items() if ".lora_" in k or k.endswith(".alpha")}
-    handle = apply_lora(model, lora)
+    handle = apply_lora(model, lora)  # merge by default, but fp8 layers are hooked instead
+    assert len(handle.hooks) == 6
     assert model.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
     assert torch.equal(model.blocks[0].self_attn.q.weight.view(torch.uint8), weight.view(torch.uint8))
     assert (_run(model, inputs) - plain).abs().max() > 1e-2
     handle.remove()
     with pytest.raises(LoraError, match="fp8"):
-        apply_lora(model, lora, merge=True)
+        merge_lora(model, read_lora(lora, model))
 
 
 def test_lora_errors_name_the_keys():
@@ -147,7 +169,7 @@ def test_applied_loras_context_stacks_and_restores_even_on_error(tmp_path):
         twice_half = _run(model, inputs)
     assert len(handles) == 2
     once_full = build_dit("tiny", seed=0)
-    apply_lora(once_full, path, strength=1.0, merge=True)
+    merge_lora(once_full, read_lora(path, once_full))
     torch.testing.assert_close(twice_half, _run(once_full, inputs), atol=2e-5, rtol=2e-5)
     with pytest.raises(RuntimeError, match="boom"):
         with applied_loras(model, [(path, 1.0)]):

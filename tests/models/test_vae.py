@@ -27,6 +27,7 @@ from talkgen_core.models.vae import (
     load_vae,
     normalize_latents,
     pad_video,
+    vae_dtype,
 )
 from talkgen_core.models.vae_layers import CausalCache, CausalConv3d, FrameAttention, RMSNorm
 
@@ -318,3 +319,54 @@ def test_first_frame_of_a_stream_is_the_zero_padded_3d_convolution() -> None:
         torch.nn.functional.pad(torch.cat([frame, follow], 2), (1, 1, 1, 1, 2, 0)), conv.weight, conv.bias
     )
     assert torch.allclose(conv(follow, cache), whole[:, :, 1:], atol=1e-6)
+
+
+def test_vae_dtype_auto_is_fp32_on_the_cpu_and_names_are_checked() -> None:
+    assert vae_dtype("auto", "cpu") == torch.float32
+    assert vae_dtype("bf16", "cpu") == torch.bfloat16 and vae_dtype("fp32", "cuda") == torch.float32
+    with pytest.raises(ValueError, match="auto, fp32, bf16, fp16"):
+        vae_dtype("int8", "cpu")
+
+
+def test_bf16_weights_decode_and_encode_close_to_fp32(vae: WanVAE, tmp_path: Path) -> None:
+    path = tmp_path / "vae.safetensors"
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(path))
+    half = load_vae(path, dtype=vae_dtype("bf16", "cpu"))
+    assert next(half.parameters()).dtype == torch.bfloat16
+    latents, frames = _latents(3), _frames(5)
+    decoded, reference = half.decode(latents), vae.decode(latents)
+    assert decoded.dtype == torch.float32  # outputs stay fp32 whatever the weights
+    error = (decoded - reference).abs()
+    assert error.mean() < 0.012 and error.max() < 0.1  # bf16 rounding (observed 0.006 mean, 0.045 max)
+    assert (half.decode(_latents(3, seed=5)) - decoded).abs().mean() > 0.1  # the outputs still depend on the input
+    torch.testing.assert_close(half.encode(frames), vae.encode(frames), atol=0.015, rtol=0)  # observed 0.006
+
+
+def test_full_size_stages_see_at_most_two_frames_per_call(vae: WanVAE) -> None:
+    """The working memory of a step is that of 2 frames at full size (as ComfyUI's VAE), in both directions."""
+    seen: dict[str, list[int]] = {"decoder": [], "encoder": []}
+    hooks = [
+        vae.decoder.head[2].register_forward_pre_hook(lambda m, a: seen["decoder"].append(a[0].shape[2])),
+        vae.encoder.conv1.register_forward_pre_hook(lambda m, a: seen["encoder"].append(a[0].shape[2])),
+    ]
+    try:
+        decoded = vae.decode_chunk(_latents(4), vae.new_decode_state())  # 13 frames in one call
+        vae.encode_chunk(_frames(13), vae.new_encode_state())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert decoded.shape[2] == 13
+    assert max(seen["decoder"]) == 2 and sum(seen["decoder"]) == 13 and len(seen["decoder"]) == 7
+    assert seen["encoder"] == [1, 2, 2, 2, 2, 2, 2]
+
+
+def test_the_stream_cache_never_shares_the_callers_frames(vae: WanVAE) -> None:
+    frames = _frames(9)
+    expected = vae.encode(frames)
+    state = vae.new_encode_state()
+    with torch.inference_mode():  # where views do not record what they view
+        first, rest = frames[:, :, :1].clone(), frames[:, :, 1:].clone()
+        got = [vae.encode_chunk(first, state)]
+        first.fill_(0.5)  # the caller reuses its buffer: the stream must not see it
+        got.append(vae.encode_chunk(rest, state))
+    torch.testing.assert_close(torch.cat(got, dim=2), expected, atol=STREAM_ATOL, rtol=0)

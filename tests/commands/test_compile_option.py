@@ -1,0 +1,68 @@
+"""generate's --compile and --attention: the DiT they set up, the error for a missing kernel package, and the
+compiled demo's frames against eager ones."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+import wave
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from talkgen_core.commands.generate import _dit_speed, add_arguments
+from talkgen_core.models.attention import available_backends
+from talkgen_core.models.compile import is_compiled
+from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
+
+
+def _args(*extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(["--image", "i.png", "--audio", "a.wav", "--out", "o.mp4", *extra])
+
+
+@pytest.fixture(scope="module")
+def models():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DemoWeightsWarning)
+        return load_demo_models()
+
+
+def test_defaults_leave_the_models_alone_and_compile_loads_and_compiles_the_demo():
+    assert _args().attention == "sdpa" and not _args().compile
+    assert _dit_speed(_args(), None) is None  # generate() loads the demo itself, eager, as before
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DemoWeightsWarning)
+        models = _dit_speed(_args("--compile"), None)
+    assert models.is_demo and is_compiled(models.dit) and models.dit.attention_backend == "sdpa"
+
+
+@pytest.mark.parametrize("backend, package", [("flash", "flash-attn"), ("sage", "sageattention")])
+def test_a_kernel_that_is_not_installed_names_its_package(models, backend, package):
+    if backend in available_backends():
+        pytest.skip(f"{backend} is installed here")
+    with pytest.raises(ValueError, match=f"install '{package}'"):
+        _dit_speed(_args("--attention", backend), models)
+
+
+@pytest.mark.slow
+def test_compiled_demo_frames_are_within_one_grey_level_of_eager(models, tmp_path):
+    t = np.arange(16000) / 16000
+    samples = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0) * 32767).astype(np.int16)
+    with wave.open(str(tmp_path / "a.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(samples.tobytes())
+    image = np.full((48, 40, 3), (60, 90, 140), np.uint8)
+    image[12:36, 10:30] = (220, 180, 150)
+    Image.fromarray(image).save(tmp_path / "face.png")
+    run = dict(image=tmp_path / "face.png", audio=tmp_path / "a.wav", models=models, chunk_frames=17,
+               context_frames=5, steps=4, size="16x16", fps=25)
+    eager = generate(**run)
+    models.dit.set_compile()
+    try:
+        compiled = generate(**run)
+    finally:
+        models.dit.set_compile(False)
+    grey = (compiled.images.float() - eager.images.float()).abs() * (255 if eager.images.is_floating_point() else 1)
+    assert float(grey.max()) <= 1.0
