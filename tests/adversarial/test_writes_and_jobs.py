@@ -11,14 +11,11 @@ import subprocess
 import sys
 import threading
 import warnings
-import wave
 from argparse import Namespace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 
 from helpers.pack_import import import_pack_like_comfyui
@@ -38,6 +35,7 @@ from talkgen_core.sampling.streaming import Cancelled
 from talkgen_core.video import writer as writer_module
 from talkgen_core.video.save import save_video
 from talkgen_core.video.writer import FrameCollector, Mp4Writer
+from helpers.tiny_inputs import write_block_face, write_gated_tone
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"chunk_frames": 17, "context_frames": 5, "steps": 1, "size": "16x16"}  # 2 chunks per second of video
@@ -51,23 +49,12 @@ def models():
         return load_demo_models()
 
 
-def _wav(path: Path, seconds: float = 1.0, hz: float = 180.0) -> Path:
-    t = np.arange(int(seconds * 16000)) / 16000
-    samples = (0.3 * np.sin(2 * np.pi * hz * t) * (np.sin(2 * np.pi * 3 * t) > 0) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(samples.tobytes())
-    return path
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     d = tmp_path_factory.mktemp("inputs")
-    _wav(d / "a.wav")
-    _wav(d / "b.wav", hz=260.0)
-    image = np.zeros((48, 40, 3), np.uint8)
-    image[:] = (60, 90, 140)
-    image[12:36, 10:30] = (220, 180, 150)
-    Image.fromarray(image).save(d / "face.png")
+    write_gated_tone(d / "a.wav")
+    write_gated_tone(d / "b.wav", hz=260.0)
+    write_block_face(d / "face.png")
     return d
 
 
@@ -169,7 +156,7 @@ def test_an_error_after_the_first_chunk_leaves_nothing_at_the_output_name(models
 def test_ctrl_c_after_chunk_2_leaves_nothing_and_says_what_was_kept(inputs, tmp_path):
     """What the acceptance check does: SIGINT once the log shows chunk 2; the CLI stops at the next step."""
     out, job = tmp_path / "int.mp4", tmp_path / "job"
-    audio = _wav(tmp_path / "long.wav", seconds=6.0)
+    audio = write_gated_tone(tmp_path / "long.wav", seconds=6.0)
     process = subprocess.Popen(
         [sys.executable, "-m", "talkgen_core", "generate", "--image", str(inputs / "face.png"), "--audio", str(audio),
          "--out", str(out), "--job-dir", "job", "--size", "16x16", "--chunk-frames", "17", "--context-frames", "5",

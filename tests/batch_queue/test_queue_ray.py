@@ -15,13 +15,10 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from talkgen_core.cli import main
 from talkgen_core.queue.batch import BatchOptions, run_batch
@@ -29,6 +26,7 @@ from talkgen_core.queue.inprocess_runner import InProcessRunner
 from talkgen_core.queue.journal import read_journal
 from talkgen_core.queue.ray_runner import RayOptions, RayActorRunner, plan_actors, ray_runners
 from talkgen_core.queue.runner import RunnerUnavailable
+from helpers.tiny_inputs import write_block_face, write_gated_tone
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason='needs Ray: pip install "talkgen[ray]" (make test installs it)')
@@ -39,25 +37,14 @@ GOOD = ("one", "two", "victim", "four")
 BAD = ("bad_audio", "bad_steps")
 
 
-def _wav(path: Path, seconds: float, hz: float) -> Path:
-    t = np.arange(int(seconds * 16000)) / 16000
-    samples = (0.3 * np.sin(2 * np.pi * hz * t) * (np.sin(2 * np.pi * 3 * t) > 0) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(samples.tobytes())
-    return path
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("inputs")
-    _wav(folder / "a.wav", 1.0, 180.0)
-    _wav(folder / "b.wav", 1.0, 260.0)
-    _wav(folder / "long.wav", 3.0, 220.0)  # 6 chunks: the job an actor is killed in
+    write_gated_tone(folder / "a.wav", 1.0, 180.0)
+    write_gated_tone(folder / "b.wav", 1.0, 260.0)
+    write_gated_tone(folder / "long.wav", 3.0, 220.0)  # 6 chunks: the job an actor is killed in
     (folder / "broken.wav").write_bytes(b"RIFF but not really a wave file")
-    image = np.zeros((48, 40, 3), np.uint8)
-    image[:] = (60, 90, 140)
-    image[12:36, 10:30] = (220, 180, 150)
-    Image.fromarray(image).save(folder / "face.png")
+    write_block_face(folder / "face.png")
     return folder
 
 

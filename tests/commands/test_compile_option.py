@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import argparse
 import warnings
-import wave
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from talkgen_core.commands.generate import _dit_speed, add_arguments
 from talkgen_core.models.attention import available_backends
 from talkgen_core.models.compile import is_compiled
 from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
+from helpers.tiny_inputs import write_block_face, write_gated_tone
 
 
 def _args(*extra: str) -> argparse.Namespace:
@@ -49,13 +47,8 @@ def test_a_kernel_that_is_not_installed_names_its_package(models, backend, packa
 
 @pytest.mark.slow
 def test_compiled_demo_frames_are_within_one_grey_level_of_eager(models, tmp_path):
-    t = np.arange(16000) / 16000
-    samples = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0) * 32767).astype(np.int16)
-    with wave.open(str(tmp_path / "a.wav"), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(samples.tobytes())
-    image = np.full((48, 40, 3), (60, 90, 140), np.uint8)
-    image[12:36, 10:30] = (220, 180, 150)
-    Image.fromarray(image).save(tmp_path / "face.png")
+    write_gated_tone(tmp_path / "a.wav")
+    write_block_face(tmp_path / "face.png")
     run = dict(image=tmp_path / "face.png", audio=tmp_path / "a.wav", models=models, chunk_frames=17,
                context_frames=5, steps=4, size="16x16", fps=25)
     eager = generate(**run)

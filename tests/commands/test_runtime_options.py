@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import threading
 import warnings
-import wave
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from talkgen_core.cli import main
 from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
 from talkgen_core.queue.inprocess_runner import call_pipeline_generate, report_path
 from talkgen_core.queue.manifest import Job
+from helpers.tiny_inputs import write_block_face, write_gated_tone
 
 FAST = {"chunk_frames": 17, "context_frames": 5, "steps": 4, "size": "16x16", "fps": 25}  # 2 chunks, 2 passes
 
@@ -30,13 +28,8 @@ def models():
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     d = tmp_path_factory.mktemp("inputs")
-    t = np.arange(16000) / 16000
-    samples = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0) * 32767).astype(np.int16)
-    with wave.open(str(d / "a.wav"), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(samples.tobytes())
-    image = np.full((48, 40, 3), (60, 90, 140), np.uint8)
-    image[12:36, 10:30] = (220, 180, 150)
-    Image.fromarray(image).save(d / "face.png")
+    write_gated_tone(d / "a.wav")
+    write_block_face(d / "face.png")
     return d
 
 

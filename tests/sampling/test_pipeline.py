@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import warnings
-import wave
 
 import av
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from talkgen_core.cli import main
 from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
+from helpers.tiny_inputs import write_block_face, write_gated_tone
 
 FAST = {"chunk_frames": 17, "context_frames": 5, "steps": 1, "size": "16x16"}  # 2 chunks per second of video
 
@@ -37,14 +35,8 @@ def test_demo_models_without_shipped_weights_warn_and_are_seeded(tmp_path):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     d = tmp_path_factory.mktemp("inputs")
-    t = np.arange(int(1.0 * 16000)) / 16000
-    samples = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0) * 32767).astype(np.int16)
-    with wave.open(str(d / "a.wav"), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(samples.tobytes())
-    image = np.zeros((48, 40, 3), np.uint8)
-    image[:] = (60, 90, 140)
-    image[12:36, 10:30] = (220, 180, 150)
-    Image.fromarray(image).save(d / "face.png")
+    write_gated_tone(d / "a.wav")
+    write_block_face(d / "face.png")
     return d
 
 
