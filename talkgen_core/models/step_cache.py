@@ -25,6 +25,7 @@ fingerprint of the weights and by the schedule's times (:mod:`talkgen_core.model
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
@@ -128,12 +129,13 @@ class ChunkCacheFactory(Protocol):
     def chunk_cache(self) -> Any: ...
 
 
-class RunBlocksHook:
+class RunBlocksHook(abc.ABC):
     """Something that stands in the DiT's ``run_blocks`` for one call (a step cache, a calibration recorder)."""
 
+    @abc.abstractmethod
     def run_blocks(self, run: Callable[[torch.Tensor, BlockInputs], torch.Tensor], dit: nn.Module,
                    passes: Sequence[Hashable], t: float, h: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
-        raise NotImplementedError
+        """The blocks' output for ``h`` ``[B, L, C]``: ``run(h, inputs)``, or what the hook gives instead."""
 
     @contextmanager
     def around(self, dit: nn.Module, passes: Sequence[Hashable], t: float) -> Iterator[None]:

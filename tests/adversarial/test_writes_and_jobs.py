@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import warnings
 from argparse import Namespace
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from talkgen_core.commands.generate import _job_folder
 from talkgen_core.files.atomic import TempFile, atomic_path, write_bytes_atomic
 from talkgen_core.files.guard import inside
 from talkgen_core.files.lock import FolderInUse, FolderLock
-from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
+from talkgen_core.pipeline import generate
 from talkgen_core.queue.inprocess_runner import call_pipeline_generate
 from talkgen_core.queue.manifest import read_manifest
 from talkgen_core.sampling.chunks import ChunkPlan
@@ -35,27 +34,14 @@ from talkgen_core.sampling.streaming import Cancelled
 from talkgen_core.video import writer as writer_module
 from talkgen_core.video.save import save_video
 from talkgen_core.video.writer import FrameCollector, Mp4Writer
-from helpers.tiny_inputs import write_block_face, write_gated_tone
+from helpers.demo_fixtures import models, inputs  # noqa: F401 (pytest fixtures)
+from helpers.tiny_inputs import write_gated_tone
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"chunk_frames": 17, "context_frames": 5, "steps": 1, "size": "16x16"}  # 2 chunks per second of video
 PLAN = ChunkPlan(52, chunk_frames=17, context_frames=5)  # 4 chunks, for the fake sampler
 
 
-@pytest.fixture(scope="module")
-def models():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DemoWeightsWarning)
-        return load_demo_models()
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("inputs")
-    write_gated_tone(d / "a.wav")
-    write_gated_tone(d / "b.wav", hz=260.0)
-    write_block_face(d / "face.png")
-    return d
 
 
 def frames(n: int = 9, value: float = 0.2) -> torch.Tensor:

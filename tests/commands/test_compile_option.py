@@ -11,7 +11,8 @@ import pytest
 from talkgen_core.commands.generate import _dit_speed, add_arguments
 from talkgen_core.models.attention import available_backends
 from talkgen_core.models.compile import is_compiled
-from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
+from talkgen_core.pipeline import DemoWeightsWarning, generate
+from helpers.demo_fixtures import models  # noqa: F401 (pytest fixtures)
 from helpers.tiny_inputs import write_block_face, write_gated_tone
 
 
@@ -20,12 +21,6 @@ def _args(*extra: str) -> argparse.Namespace:
     add_arguments(parser)
     return parser.parse_args(["--image", "i.png", "--audio", "a.wav", "--out", "o.mp4", *extra])
 
-
-@pytest.fixture(scope="module")
-def models():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DemoWeightsWarning)
-        return load_demo_models()
 
 
 def test_defaults_leave_the_models_alone_and_compile_loads_and_compiles_the_demo():

@@ -10,27 +10,14 @@ import warnings
 import pytest
 
 from talkgen_core.cli import main
-from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
+from talkgen_core.pipeline import DemoWeightsWarning, generate
 from talkgen_core.queue.inprocess_runner import call_pipeline_generate, report_path
 from talkgen_core.queue.manifest import Job
-from helpers.tiny_inputs import write_block_face, write_gated_tone
+from helpers.demo_fixtures import models, inputs  # noqa: F401 (pytest fixtures)
 
 FAST = {"chunk_frames": 17, "context_frames": 5, "steps": 4, "size": "16x16", "fps": 25}  # 2 chunks, 2 passes
 
 
-@pytest.fixture(scope="module")
-def models():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DemoWeightsWarning)
-        return load_demo_models()
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("inputs")
-    write_gated_tone(d / "a.wav")
-    write_block_face(d / "face.png")
-    return d
 
 
 def test_block_swap_gives_the_same_frames_and_the_step_cache_fewer_forwards(models, inputs):

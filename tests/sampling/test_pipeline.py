@@ -10,16 +10,10 @@ import torch
 
 from talkgen_core.cli import main
 from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
-from helpers.tiny_inputs import write_block_face, write_gated_tone
+from helpers.demo_fixtures import models, inputs  # noqa: F401 (pytest fixtures)
 
 FAST = {"chunk_frames": 17, "context_frames": 5, "steps": 1, "size": "16x16"}  # 2 chunks per second of video
 
-
-@pytest.fixture(scope="module")
-def models():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DemoWeightsWarning)  # shipped weights may or may not be present
-        return load_demo_models()
 
 
 def test_demo_models_without_shipped_weights_warn_and_are_seeded(tmp_path):
@@ -31,13 +25,6 @@ def test_demo_models_without_shipped_weights_warn_and_are_seeded(tmp_path):
     for a, b in zip(first.dit.parameters(), second.dit.parameters()):
         assert torch.equal(a, b)
 
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("inputs")
-    write_gated_tone(d / "a.wav")
-    write_block_face(d / "face.png")
-    return d
 
 
 def count_frames(path) -> tuple[int, bool]:

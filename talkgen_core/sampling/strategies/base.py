@@ -6,6 +6,7 @@ continuing from the chunk before (``infinitetalk``, ``memory-bank``): they only 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, ClassVar, Mapping, Optional
 
@@ -21,7 +22,7 @@ class NoParams:
     """A strategy without parameters of its own."""
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """One long-video strategy. Subclasses set ``name``, ``Params`` (a frozen dataclass whose fields are the
     strategy's options, validated in its ``__post_init__``) and implement :meth:`run`."""
 
@@ -60,8 +61,9 @@ class Strategy:
         """Guided-velocity evaluations of a whole run (each costs the guidance's passes in DiT forwards)."""
         return plan.num_chunks * solver_evaluations(solver, steps)
 
+    @abc.abstractmethod
     def run(self, sampler, loop, sink: FrameSink, state) -> None:
-        raise NotImplementedError
+        """Sample, write and save every chunk the run still needs, through ``loop``'s services."""
 
 
 def solver_evaluations(solver: str, steps: int) -> int:
@@ -76,9 +78,9 @@ class ChainedStrategy(Strategy):
     updates the state exactly as after sampling it), so a resumed run continues bit-identically.
     """
 
+    @abc.abstractmethod
     def sample_chunk(self, sampler, chunk: ChunkSpec, state, on_step=None, check=None) -> torch.Tensor:
         """The chunk's final latents ``[1, z, T, h, w]``."""
-        raise NotImplementedError
 
     def finish(self, sampler, chunk: ChunkSpec, latents: torch.Tensor, state, sink: FrameSink, check) -> None:
         """Write the chunk and carry what the next chunk needs."""
