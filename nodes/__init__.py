@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from . import conditioning, loaders, sampler, speech, video
+from . import conditioning, loaders, refiner, sampler, speech, video
 
-NODE_CLASSES: list[type] = [*loaders.NODES, *speech.NODES, *conditioning.NODES, *sampler.NODES, *video.NODES]
+NODE_CLASSES: list[type] = [*loaders.NODES, *speech.NODES, *conditioning.NODES, *sampler.NODES, *refiner.NODES,
+                             *video.NODES]
 
 NODE_CLASS_MAPPINGS = {f"TalkGen{cls.NODE_NAME}": cls for cls in NODE_CLASSES}
 NODE_DISPLAY_NAME_MAPPINGS = {f"TalkGen{cls.NODE_NAME}": cls.DISPLAY_NAME for cls in NODE_CLASSES}

@@ -16,6 +16,7 @@ from talkgen_core.files.guard import inside
 from talkgen_core.models.lora import applied_loras
 from talkgen_core.pipeline import Models, generate
 from talkgen_core.sampling.jobdir import remove_job
+from talkgen_core.sampling.presets import DEFAULT_PRESET, SAMPLING_PRESETS
 from talkgen_core.sampling.solvers import SOLVERS
 from talkgen_core.sampling.strategies import DEFAULT_STRATEGY, STRATEGIES
 from talkgen_core.sampling.streaming import Cancelled, StreamProgress
@@ -28,6 +29,8 @@ from .types import ANY_MODEL, ANY_VAE, CATEGORY, MODEL_PATCH, REFERENCE, SPEAKER
 from .vae_adapter import as_video_autoencoder
 
 SIZES = ["auto", "480p", "720p", "demo"]
+# what a named preset sets; the widgets' values are used only with preset "auto"
+PRESET_SETTINGS = ("steps", "shift", "solver", "text_cfg", "audio_cfg", "chunk_frames", "context_frames")
 AUTO_JOB_DIR = ("", "auto")
 LOG = logging.getLogger("talkgen")
 
@@ -209,14 +212,30 @@ class Sampler:
                                                     "its input (TeaCache); 0 = off. Never skips a chunk's first "
                                                     "or last step. The pack's own model only"}),
                 **strategy_inputs(),
+                # last, so saved workflows keep their widget order
+                "preset": (list(SAMPLING_PRESETS), {
+                    "default": DEFAULT_PRESET,
+                    "tooltip": "auto: the steps, shift, solver, guidance and frame widgets as set. A named preset "
+                               "replaces all of them with what its project publishes: official (InfiniteTalk: 40 "
+                               "steps, CFG 5 / 4, shift by size), lightx2v-4step (LightX2V's distilled int8 / fp8 "
+                               "InfiniteTalk: 4 steps, shift 7, no CFG), flashtalk (SoulX-FlashTalk: 4 steps at "
+                               "t = 1000/750/500/250 with shift 5, no CFG, 33-frame chunks, 5 context frames)"}),
             },
         }
 
     def sample(self, model: TalkGenModel | Any, vae, speech, reference, size, steps, shift, solver, text_cfg,
                audio_cfg, chunk_frames, context_frames, context_space, colour_correction, sdedit_strength, seed,
                positive=None, negative=None, clip_vision_output=None, speaker_masks=None, apg=False, job_dir="",
-               model_patch=None, strategy=DEFAULT_STRATEGY, step_cache=0.0, **strategy_params):
+               model_patch=None, strategy=DEFAULT_STRATEGY, step_cache=0.0, preset=DEFAULT_PRESET,
+               **strategy_params):
         root, automatic = job_root(job_dir)
+        chosen = dict(steps=steps, shift=shift, solver=solver, text_cfg=text_cfg, audio_cfg=audio_cfg,
+                      chunk_frames=chunk_frames, context_frames=context_frames)
+        own = getattr(getattr(model, "dit", None), "sampling_preset", None)  # the distilled demo's own preset
+        if preset == DEFAULT_PRESET and own:
+            preset = own
+        if preset != DEFAULT_PRESET:  # the preset's values, not the widgets'
+            chosen = dict.fromkeys(PRESET_SETTINGS)
         videos = host.temp_directory() / "talkgen" / "videos"
         if videos.is_dir():
             prune_temp_videos(videos)
@@ -227,9 +246,8 @@ class Sampler:
                 models = Models(vae=as_video_autoencoder(vae), wav2vec2=None, **dit)
                 result = generate(
                     speech=speech, **reference.generate_kwargs(), out=out, fps=speech.fps,
-                    size=None if size == "auto" else size, steps=steps, shift=shift, solver=solver,
-                    text_cfg=text_cfg, audio_cfg=audio_cfg, apg=apg, chunk_frames=chunk_frames,
-                    context_frames=context_frames, context_mode=context_space, colour_strength=colour_correction,
+                    size=None if size == "auto" else size, preset=preset, **chosen, apg=apg,
+                    context_mode=context_space, colour_strength=colour_correction,
                     sdedit_strength=sdedit_strength, seed=seed, strategy=strategy, **strategy_params,
                     text_context=None if positive is None else positive[0][0],
                     negative_context=None if negative is None else negative[0][0],

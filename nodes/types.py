@@ -14,4 +14,5 @@ MODEL_PATCH = "MODEL_PATCH"
 
 CATEGORY = "TalkGen"
 DEMO_CHOICE = "talkgen-demo (embedded)"
+DEMO_DISTILLED_CHOICE = "talkgen-demo distilled (embedded)"  # the Model Loader's few-step student
 NONE_CHOICE = "none"

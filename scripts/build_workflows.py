@@ -132,6 +132,35 @@ def workflows() -> dict[str, tuple[dict, str]]:
     demo_note = ("Tiny demo: runs on any machine (CPU is fine) with the model embedded in the pack; no downloads.\n"
                  "Press Run. The pack puts its example inputs into ComfyUI/input/ as talkgen_*.")
 
+    demo_refined = {
+        **{k: v for k, v in demo.items() if k != "9"},
+        "10": {"class_type": "TalkGenRefiner", "inputs": {"model": ["1", 0], "vae": ["3", 0], "speech": ["6", 0],
+                                                          "image": ["4", 0], "video": ["8", 0], "scale": 2.0,
+                                                          "strength": 0.5, "seed": 42, "steps": 0,
+                                                          "job_dir": ""}},
+        "9": _writer(["10", 1], "TalkGen/demo_refined"),
+    }
+    demo_refined_note = ("Coarse-to-fine on the embedded model (CPU is fine, no downloads): the sampler renders at the "
+                         "demo size, the Refiner lifts it to twice the width and height with the face image as the "
+                         "anchor of every chunk (training-free: the same model denoises again from strength).")
+
+    demo_two = {
+        **{k: v for k, v in demo.items() if k in ("1", "2", "3", "7")},
+        "4": {"class_type": "LoadImage", "inputs": {"image": EXAMPLE_PREFIX + "two_people.png"}},
+        "5": {"class_type": "LoadAudio", "inputs": {"audio": EXAMPLE_PREFIX + "speech.wav"}},
+        "10": {"class_type": "LoadAudio", "inputs": {"audio": EXAMPLE_PREFIX + "speech2.wav"}},
+        "6": {"class_type": "TalkGenAudioEmbeds", "inputs": {"audio_encoder": ["2", 0], "audio_1": ["5", 0],
+                                                             "audio_2": ["10", 0], "mode": "add", "fps": 25.0,
+                                                             "normalize_loudness": True, "target_lufs": -23.0}},
+        "11": {"class_type": "TalkGenSpeakerMasks", "inputs": {"speakers": 2, "strengths": "", "boxes": ""}},
+        "8": _sampler(["1", 0], ["3", 0], ["6", 0], ["7", 0], size="auto", steps=4, text_cfg=1.0, audio_cfg=2.0,
+                      speaker_masks=["11", 0]),
+        "9": _writer(["8", 0], "TalkGen/demo_conversation"),
+    }
+    demo_two_note = ("Tiny two-speaker demo on the embedded model (CPU is fine, no downloads): the left person "
+                     "speaks the first voice, then the right one the second (mode add). Speaker Masks: left and "
+                     "right halves unless boxes or masks are given.")
+
     def speech_and_sampler(reference_id: str, reference: dict, **settings) -> dict:
         return {
             "10": {"class_type": "LoadAudio", "inputs": {"audio": EXAMPLE_PREFIX + "speech.wav"}},
@@ -210,6 +239,8 @@ def workflows() -> dict[str, tuple[dict, str]]:
         "4 steps, text CFG 1 (one pass saved), audio CFG 2.")
     return {
         "talkgen_demo": (demo, demo_note),
+        "talkgen_demo_refined": (demo_refined, demo_refined_note),
+        "talkgen_demo_two_speakers": (demo_two, demo_two_note),
         "infinitetalk_image_to_video": (i2v, REAL_MODEL_NOTE.format(adapter="wan2.1_infiniteTalk_single_fp16.safetensors")
                                         + "Any length: the video follows the audio. Pick your own image and voice in the Load nodes."),
         "infinitetalk_video_dubbing": (dubbing, REAL_MODEL_NOTE.format(adapter="wan2.1_infiniteTalk_single_fp16.safetensors")
@@ -323,7 +354,7 @@ def api_to_ui(graph: dict, note: str, node_classes: dict[str, type]) -> dict:
     return document
 
 
-THUMBNAIL_SOURCES = {"multitalk_two_speakers": "two_people.png"}  # the rest show face.png
+THUMBNAIL_SOURCES = {"multitalk_two_speakers": "two_people.png", "talkgen_demo_two_speakers": "two_people.png"}  # the rest show face.png
 THUMBNAIL_SIZE = (384, 384)
 
 

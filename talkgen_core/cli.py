@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "report torch, devices, dtypes, optional accelerators and model files found",
     "demo": "render the demo video from example_inputs/ with the embedded tiny model",
     "generate": "render a talking video of any length from an image or a video to dub, plus audio",
+    "refine": "lift a low-resolution talking video to a higher resolution, anchored on the reference image",
     "check-model": "report a DiT weight file's format, dtype, parameter count and whether it loads",
     "queue": "run a manifest of dubbing jobs on ComfyUI servers or in-process, with a resumable journal",
 }

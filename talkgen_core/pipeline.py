@@ -7,7 +7,7 @@ Models: pass :class:`Models` for real checkpoints, or let :func:`load_demo_model
 model (the "demo" DiT, VAE and wav2vec2), with the weights shipped in
 ``talkgen_core/weights/`` (:data:`DEMO_WEIGHT_FILES`) or, when those are absent, seeded random weights and a
 warning. Settings left as None take the preset of the model kind: the cheap demo preset (few steps, about
-64 x 64 pixels) or the official one (40 steps, text CFG 5, audio CFG 4, shift 7 at 480p / 11 at 720p).
+the short side 64 pixels) or the official one (40 steps, text CFG 5, audio CFG 4, shift 7 at 480p / 11 at 720p).
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from talkgen_core.models.sequence_parallel import check_sequence_parallel
 from talkgen_core.models.step_cache import StepCacheConfig
 from talkgen_core.models.demo import (  # noqa: F401 (the demo's names, re-exported where they were)
     DEMO_MODEL_NAMES, DEMO_SEED, DEMO_WEIGHT_FILES, WEIGHTS_DIR, DemoWeightsWarning, build_demo_networks,
+    demo_model_names,
 )
 from talkgen_core.sampling.guidance import APGConfig, GuidanceConfig
 from talkgen_core.sampling.jobdir import JobDir, hash_inputs, job_key
+from talkgen_core.sampling.presets import DEFAULT_PRESET, get_sampling_preset
 from talkgen_core.sampling.references import (
     ImageInput, KeyframeReferences, PerChunkReferences, ReferenceProvider, StillReference, VideoReferences,
     to_pixels,
@@ -75,6 +77,7 @@ class Models:
     names: dict[str, str] = field(default_factory=dict)
     is_demo: bool = False
     random_weights: bool = False
+    sampling_preset: Optional[str] = None  # the preset the DiT is made for, used when none is named
 
 
 @dataclass(frozen=True)
@@ -104,11 +107,14 @@ class GenerateResult:
                 "step_cache_rule": self.step_cache_rule}
 
 
-def load_demo_models(device: Union[str, torch.device] = "cpu", weights_dir: Path = WEIGHTS_DIR) -> Models:
-    """The embedded demo model: shipped weights when all three files exist, else seeded random weights."""
-    demo = build_demo_networks(device, weights_dir)
-    return Models(demo.dit, demo.vae, demo.wav2vec2, dict(DEMO_MODEL_NAMES), is_demo=True,
-                  random_weights=demo.random_weights)
+def load_demo_models(
+    device: Union[str, torch.device] = "cpu", weights_dir: Optional[Path] = None, variant: str = "base"
+) -> Models:
+    """The embedded demo model: shipped weights when all three files exist, else seeded random weights.
+    ``variant``: the base DiT or its few-step ``distilled`` student (which brings its own sampling preset)."""
+    demo = build_demo_networks(device, weights_dir, variant)
+    return Models(demo.dit, demo.vae, demo.wav2vec2, demo_model_names(variant), is_demo=True,
+                  random_weights=demo.random_weights, sampling_preset=demo.sampling_preset)
 
 
 def load_models(
@@ -248,7 +254,7 @@ def _encoder_name(encoder) -> str:
 
 
 def _references(image, images, keyframe_times, video, size_spec: Optional[str], default_size: str, anchor: str,
-                sdedit_strength: float) -> tuple[ReferenceProvider, tuple[int, int]]:
+                sdedit_strength: float, anchor_image=None) -> tuple[ReferenceProvider, tuple[int, int]]:
     """Build the reference provider and return it with the output size (height, width)."""
     given = sum(x is not None for x in (image, images, video))
     if given != 1:
@@ -260,7 +266,7 @@ def _references(image, images, keyframe_times, video, size_spec: Optional[str], 
         reader = VideoReader(video) if opened_here else video
         size = resolve_size(size_spec, (reader.height, reader.width), default_size)
         return VideoReferences(reader, size, anchor=anchor, with_source_frames=sdedit_strength < 1.0,
-                               close_source=opened_here), size
+                               close_source=opened_here, anchor_image=anchor_image), size
     first = to_pixels(image if image is not None else images[0])
     size = resolve_size(size_spec, (first.shape[1], first.shape[2]), default_size)
     if image is not None:
@@ -273,7 +279,8 @@ def _references(image, images, keyframe_times, video, size_spec: Optional[str], 
 def _stream_settings(preset: Preset, size_hw: tuple[int, int], *, steps: Optional[int], shift: Optional[float],
                      solver: str, text_cfg: Optional[float], audio_cfg: Optional[float], apg: bool, seed: int,
                      context_mode: str, colour_strength: float, sdedit_strength: float,
-                     strategy: str = "infinitetalk", strategy_params: Optional[dict] = None) -> StreamSettings:
+                     strategy: str = "infinitetalk", strategy_params: Optional[dict] = None,
+                     timesteps: Optional[tuple[float, ...]] = None) -> StreamSettings:
     """Sampling settings: the given values, the preset's where None (shift by resolution for real models)."""
     if shift is None:
         shift = preset.shift if preset.shift is not None else default_shift("720p" if min(size_hw) >= 704 else "480p")
@@ -292,6 +299,7 @@ def _stream_settings(preset: Preset, size_hw: tuple[int, int], *, steps: Optiona
         sdedit_strength=float(sdedit_strength),
         strategy=strategy,
         strategy_params=strategy_params or {},
+        timesteps=timesteps,
     )
 
 
@@ -302,10 +310,11 @@ def _inputs_hash(image, images, video, keyframe_times, speech: torch.Tensor, *ex
     return hash_inputs([*pictures, source, keyframe_times, speech, *extra])
 
 
-def _input_files(image, images, video, audio) -> list[tuple[str, object]]:
+def _input_files(image, images, video, audio, anchor_image=None) -> list[tuple[str, object]]:
     """The inputs that may be files, named as the errors name them."""
     audios = list(audio) if isinstance(audio, (list, tuple)) else [audio]
     return [("image", image), *(("image", im) for im in (images if images is not None else [])), ("video", video),
+            ("anchor_image", anchor_image),
             *((f"audio {i + 1}" if len(audios) > 1 else "audio", a) for i, a in enumerate(audios))]
 
 
@@ -331,20 +340,22 @@ def generate(
     images: Optional[Sequence[ImageInput]] = None,
     keyframe_times: Optional[Sequence[float]] = None,
     video: Optional[Union[str, Path, Any]] = None,  # a file, or a FrameSequence (frames in memory)
+    anchor_image: Optional[ImageInput] = None,  # with video: the reference of every chunk (the refiner's anchor)
     audio_mode: str = "para",
     soundtrack: str = "original",
     out: Optional[Union[str, Path]] = None,
     sink: Optional[FrameSink] = None,
     fps: float = 25.0,
     size: Optional[str] = None,
+    preset: Optional[str] = None,
     steps: Optional[int] = None,
     shift: Optional[float] = None,
-    solver: str = "euler",
+    solver: Optional[str] = None,
     text_cfg: Optional[float] = None,
     audio_cfg: Optional[float] = None,
     apg: bool = False,
-    chunk_frames: int = 81,
-    context_frames: int = 9,
+    chunk_frames: Optional[int] = None,
+    context_frames: Optional[int] = None,
     seed: int = 42,
     context_mode: str = "latent",
     colour_strength: float = 1.0,
@@ -381,9 +392,15 @@ def generate(
 ) -> GenerateResult:
     """Render a talking video; see the module docstring. Returns what was written.
 
+    ``preset``: a named sampling preset (:data:`~talkgen_core.sampling.presets.SAMPLING_PRESETS`: ``auto``,
+    ``official``, ``lightx2v-4step``, ``flashtalk``) for ``steps``, ``shift``, ``solver``, ``text_cfg``,
+    ``audio_cfg``, ``chunk_frames`` and ``context_frames``; each of those given explicitly wins. None / ``auto``:
+    the model kind's preset, euler, 81-frame chunks with 9 context frames.
+
     Inputs: exactly one of ``image`` (image-to-video), ``images`` (one per chunk, or keyframes at
     ``keyframe_times`` seconds) or ``video`` (sparse-frame dubbing; SDEdit from its latents when
-    ``sdedit_strength`` < 1). ``audio``: one source or a list, one per speaker, combined by ``audio_mode``
+    ``sdedit_strength`` < 1; ``anchor_image``: a picture every chunk takes as its reference, and colours are pulled
+    towards, instead of the video's frames, as the refiner uses it). ``audio``: one source or a list, one per speaker, combined by ``audio_mode``
     ("para" simultaneous, "add" one after the other); or ``speech``, already encoded (features + soundtrack,
     at ``fps``), so the run needs no audio encoder. ``soundtrack``: what the mp4 carries, "original" (the audio
     as given: its own rate, channels and level) or "normalized" (the encoder's 16 kHz mono copy). Output: ``out`` (mp4 with the audio), else ``sink``,
@@ -415,17 +432,30 @@ def generate(
     """
     started = time.perf_counter()
     check_generate_call(
-        dict(fps=fps, size=size, steps=steps, shift=shift, solver=solver, text_cfg=text_cfg, audio_cfg=audio_cfg,
-             chunk_frames=chunk_frames, context_frames=context_frames, seed=seed, context_mode=context_mode,
-             colour_strength=colour_strength, sdedit_strength=sdedit_strength, reference_anchor=reference_anchor,
-             audio_scale=audio_scale, threads=threads, strategy=strategy, overlap_frames=overlap_frames,
-             bank_size=bank_size, bank_every=bank_every, memory_sigma=memory_sigma, prompt=prompt,
-             negative_prompt=negative_prompt, text_encoder=text_encoder, tokenizer=tokenizer, clip_vision=clip_vision,
-             offload_blocks=offload_blocks, step_cache=step_cache, sequence_parallel=sequence_parallel),
+        dict(fps=fps, size=size, preset=preset, steps=steps, shift=shift, solver=solver, text_cfg=text_cfg,
+             audio_cfg=audio_cfg, chunk_frames=chunk_frames, context_frames=context_frames, seed=seed,
+             context_mode=context_mode, colour_strength=colour_strength, sdedit_strength=sdedit_strength,
+             reference_anchor=reference_anchor, audio_scale=audio_scale, threads=threads, strategy=strategy,
+             overlap_frames=overlap_frames, bank_size=bank_size, bank_every=bank_every, memory_sigma=memory_sigma,
+             prompt=prompt, negative_prompt=negative_prompt, text_encoder=text_encoder, tokenizer=tokenizer,
+             clip_vision=clip_vision, offload_blocks=offload_blocks, step_cache=step_cache,
+             sequence_parallel=sequence_parallel),
         image, images, keyframe_times, video,
     )  # before any model is loaded or audio encoded: a bad input fails in a second, not after the audio phase
+    if anchor_image is not None:
+        if video is None:
+            raise ValueError("anchor_image replaces the references of a source video; give video= with it, or pass "
+                             "the picture as image=")
+        to_pixels(anchor_image)  # read now, like the other pictures
+    own = models.sampling_preset if models is not None else None  # e.g. the distilled demo's grid
+    sampling = get_sampling_preset(own if preset in (None, DEFAULT_PRESET) and own else preset).override(
+        steps=steps, shift=shift, solver=solver, text_cfg=text_cfg, audio_cfg=audio_cfg, chunk_frames=chunk_frames,
+        context_frames=context_frames)
+    steps, shift, solver, text_cfg, audio_cfg = (sampling.steps, sampling.shift, sampling.solver, sampling.text_cfg,
+                                                 sampling.audio_cfg)
+    chunk_frames, context_frames = sampling.chunk_frames, sampling.context_frames
     if out is not None:  # writing the output must never destroy an input
-        refuse_overwriting_inputs(out, _input_files(image, images, video, audio))
+        refuse_overwriting_inputs(out, _input_files(image, images, video, audio, anchor_image))
     if job_dir is not None and job_root is not None:
         raise ValueError("give job_dir (the job folder itself) or job_root (a parent for per-job folders), not both")
     device = torch.device(device) if device is not None else torch.device("cpu")
@@ -449,7 +479,7 @@ def generate(
         features = voice.features
         _check_audio_fits(models, features)
         references, (height, width) = _references(
-            image, images, keyframe_times, video, size, preset.size, reference_anchor, sdedit_strength
+            image, images, keyframe_times, video, size, preset.size, reference_anchor, sdedit_strength, anchor_image
         )
         if speaker_masks is None and features.shape[0] > 1:  # no regions given: side-by-side columns
             speaker_masks = default_speaker_masks(int(features.shape[0]))
@@ -462,6 +492,7 @@ def generate(
                                         text_cfg=text_cfg, audio_cfg=audio_cfg, apg=apg, seed=seed,
                                         context_mode=context_mode, colour_strength=colour_strength,
                                         sdedit_strength=sdedit_strength, strategy=strategy,
+                                        timesteps=sampling.timesteps,
                                         strategy_params=strategy_params(strategy, dict(
                                             overlap_frames=overlap_frames, bank_size=bank_size,
                                             bank_every=bank_every, memory_sigma=memory_sigma)))
@@ -487,7 +518,8 @@ def generate(
                     **({"clip_vision": _encoder_name(clip_vision)} if clip_vision is not None else {}),
                 }  # fmt: skip
                 inputs_hash = _inputs_hash(image, images, video, keyframe_times, voice.identity, text_context,
-                                           negative_context, clip_features, speaker_masks, audio_scale)
+                                           negative_context, clip_features, speaker_masks, audio_scale,
+                                           *([to_pixels(anchor_image)] if anchor_image is not None else []))
                 folder = Path(job_dir) if job_dir is not None else (
                     Path(job_root) / job_key(manifest_settings, inputs_hash, plan.num_chunks))
                 held.enter_context(FolderLock(folder, "job folder"))

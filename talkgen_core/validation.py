@@ -92,6 +92,10 @@ def settings_problems(settings: Mapping[str, Any]) -> list[str]:
     given = {k: v for k, v in settings.items() if v is not None}
     found: dict[str, Optional[str]] = {k: _number_problem(k, given[k]) for k in FINITE_SETTINGS if k in given}
     found.update({k: _integer_problem(k, given[k]) for k in INTEGER_SETTINGS if k in given})
+    if "preset" in given:
+        from talkgen_core.sampling.presets import get_sampling_preset
+
+        found["preset"] = _rule_problem(lambda: get_sampling_preset(given["preset"]))
     anchor = given.get("reference_anchor", ANCHORS[0])
     if anchor not in ANCHORS:
         found["reference_anchor"] = f"reference_anchor {anchor!r} is not one of: {', '.join(ANCHORS)}"

@@ -1,5 +1,9 @@
 """``check-model``: what a DiT weight file (set) is and whether it loads, without loading the tensors.
 
+The ``format:`` line names a quantised or distilled family when the layout is one (``models/quant_formats.py``:
+ComfyUI scaled fp8, MeiGen InfiniteTalk int8 / fp8 (optimum-quanto), LightX2V distilled int8 / fp8,
+SoulX-FlashTalk).
+
 Example: ``python -m talkgen_core check-model Wan2.1-I2V-14B-480P/diffusion_pytorch_model.safetensors.index.json
 infinitetalk_single.safetensors``
 """

@@ -9,13 +9,15 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import math
 import signal
 import sys
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 
@@ -23,6 +25,7 @@ from talkgen_core.commands.runtime_options import (
     add_runtime_arguments, output_for_rank, runtime_settings, start_ranks, write_report,
 )
 from talkgen_core.models.attention import ATTENTION_BACKENDS
+from talkgen_core.sampling.presets import SAMPLING_PRESETS
 from talkgen_core.sampling.solvers import SOLVERS
 from talkgen_core.sampling.strategies import STRATEGIES, all_param_names, get_strategy
 
@@ -51,15 +54,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=25.0, help="output frame rate (default 25)")
     parser.add_argument("--size", default=None,
                         help="WIDTHxHEIGHT (multiples of 16), 480p, 720p or demo; default: the model's preset")
+    parser.add_argument("--sdedit", type=float, default=1.0,
+                        help="video dubbing: start noise level over the source latents, (0, 1]; 1 = off")
+    add_sampling_arguments(parser)
+    add_run_arguments(parser)
+    from talkgen_core.commands.refine import add_chain_arguments
+
+    add_chain_arguments(parser)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sampling options generate and refine share (preset, steps, CFG, chunks, strategy, colour)."""
+    parser.add_argument("--preset", choices=list(SAMPLING_PRESETS), default=None,
+                        help="sampling settings as a project publishes them for its weights: official (40 steps, "
+                             "CFG 5 / 4), lightx2v-4step (LightX2V distilled: 4 steps, shift 7, no CFG), flashtalk "
+                             "(SoulX-FlashTalk: 4 steps at 1000/750/500/250, shift 5, no CFG, 33-frame chunks, 5 "
+                             "context frames); --steps, --shift, --solver, the CFG and frame options override it "
+                             "(default auto: the model's own preset)")
     parser.add_argument("--steps", type=int, default=None, help="solver steps per chunk (default: preset)")
     parser.add_argument("--shift", type=float, default=None, help="schedule shift (default 7 at 480p, 11 at 720p)")
-    parser.add_argument("--solver", choices=sorted(SOLVERS), default="euler", help="ODE solver (default euler)")
+    parser.add_argument("--solver", choices=sorted(SOLVERS), default=None,
+                        help="ODE solver (default: the preset's, else euler)")
     parser.add_argument("--text-cfg", type=float, default=None, help="text guidance scale (1 = off)")
     parser.add_argument("--audio-cfg", type=float, default=None, help="audio guidance scale (1 = off)")
     parser.add_argument("--apg", action="store_true", help="adaptive projected guidance instead of plain CFG")
-    parser.add_argument("--chunk-frames", type=int, default=81, help="frames per chunk, 4n+1 (default 81)")
-    parser.add_argument("--context-frames", type=int, default=9,
-                        help="frames carried into the next chunk, 4n+1 (default 9)")
+    parser.add_argument("--chunk-frames", type=int, default=None,
+                        help="frames per chunk, 4n+1 (default: the preset's, else 81)")
+    parser.add_argument("--context-frames", type=int, default=None,
+                        help="frames carried into the next chunk, 4n+1 (default: the preset's, else 9)")
     parser.add_argument("--context-mode", choices=("latent", "pixel"), default="latent",
                         help="carry context as clean latents (default) or through pixels like the official code")
     long_video = parser.add_argument_group(
@@ -80,8 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                  "0..1 (default 0.1)")
     parser.add_argument("--colour-strength", type=float, default=1.0,
                         help="Lab colour correction towards the reference, 0..1 (default 1)")
-    parser.add_argument("--sdedit", type=float, default=1.0,
-                        help="video dubbing: start noise level over the source latents, (0, 1]; 1 = off")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of how a run is made, shared with refine: seed, device, models, job folder, runtime."""
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=None,
@@ -92,6 +116,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile each DiT block (the first chunk pays the compile time; same output within "
                              "float rounding)")
+    parser.add_argument("--demo-model", choices=("base", "distilled"), default="base",
+                        help="without real checkpoints: the embedded demo DiT, base (default) or its few-step "
+                             "distilled student (one pass per step; its own preset unless --preset or --steps)")
     real = parser.add_argument_group(
         "real checkpoints (default: the embedded demo model)",
         "Give all three of --model, --vae and --audio-encoder to run e.g. Wan2.1-I2V-14B + InfiniteTalk, with "
@@ -185,7 +212,13 @@ def _models(args: argparse.Namespace):
     if not any(given.values()):
         if args.lora:
             raise ValueError("--lora needs real checkpoints (--model, --vae, --audio-encoder)")
-        return None
+        if args.demo_model == "base":
+            return None
+        from talkgen_core.pipeline import load_demo_models
+
+        return load_demo_models("cpu" if args.offload_blocks else args.device, variant=args.demo_model)
+    if args.demo_model != "base":
+        raise ValueError("--demo-model chooses the embedded demo DiT; leave it out with --model, --vae, --audio-encoder")
     missing = [name for name, present in given.items() if not present]
     if missing:
         raise ValueError(f"real checkpoints need --model, --vae and --audio-encoder; missing {', '.join(missing)}")
@@ -202,7 +235,7 @@ def _dit_speed(args: argparse.Namespace, models):
     if models is None:
         from talkgen_core.pipeline import load_demo_models
 
-        models = load_demo_models("cpu" if args.offload_blocks else args.device)
+        models = load_demo_models("cpu" if args.offload_blocks else args.device, variant=args.demo_model)
     models.dit.set_attention_backend(args.attention)
     models.dit.set_compile(args.compile)
     return models
@@ -277,15 +310,35 @@ def _kept(args: argparse.Namespace, job_dir: Path | None) -> str:
     return f"nothing was written to {args.out}; the finished chunks are kept in {job_dir}: {again} to continue"
 
 
-def run(args: argparse.Namespace) -> int:
+def run_keywords(args: argparse.Namespace) -> dict:
+    """generate() keywords of the options :func:`add_sampling_arguments` and :func:`add_run_arguments` define
+    (the job folder and the models come from :func:`prepare_run`)."""
+    return dict(
+        preset=args.preset, steps=args.steps, shift=args.shift, solver=args.solver, text_cfg=args.text_cfg,
+        audio_cfg=args.audio_cfg, apg=args.apg, chunk_frames=args.chunk_frames, context_frames=args.context_frames,
+        context_mode=args.context_mode, colour_strength=args.colour_strength, seed=args.seed, device=args.device,
+        threads=args.threads, resume=args.resume, progress=_print_progress, strategy=args.strategy,
+        **{name: getattr(args, name) for name in STRATEGY_OPTIONS}, **runtime_settings(args),
+        **{name: getattr(args, name) for name in ENCODER_OPTIONS},
+    )  # fmt: skip
+
+
+@dataclass
+class PreparedRun:
+    """What a generate-like command has ready once its options are checked."""
+
+    rank: int
+    job_dir: Optional[Path]
+    models: Any  # pipeline.Models, or None for the embedded demo model
+    loras: list[tuple[str, float]]
+    keywords: dict  # generate() keywords the command's own checks produced (e.g. speaker masks)
+
+
+def prepare_run(args: argparse.Namespace, check: Callable[[], dict]) -> Union[PreparedRun, int]:
+    """The run of a generate-like command after ``check()`` (its own checks of the inputs, returning the
+    generate() keywords they produce), or the exit status 2 with the error printed."""
     from talkgen_core.models.checkpoint import CheckpointError
-    from talkgen_core.encoders.errors import EncoderPackageMissing
-    from talkgen_core.models.lora import LoraError, applied_loras
-    from talkgen_core.pipeline import generate
-    from talkgen_core.sampling.streaming import Cancelled
-    from talkgen_core.files.guard import refuse_overwriting_inputs
-    from talkgen_core.files.lock import FolderInUse
-    from talkgen_core.validation import check_generate_call
+    from talkgen_core.models.lora import LoraError
 
     if args.resume and args.job_dir is None:
         print("error: --resume needs --job-dir (the folder of the run to continue)", file=sys.stderr)
@@ -296,36 +349,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        # the settings are generate()'s keywords under their option names; only --sdedit is spelled differently
-        check_generate_call({**vars(args), "sdedit_strength": args.sdedit}, image=args.image, video=args.video)
+        keywords = check()
         _check_strategy_options(args)
-        refuse_overwriting_inputs(args.out, [("--image", args.image), ("--video", args.video), ("--audio", args.audio),
-                                             *(("--audio2", a) for a in args.audio2)], flag="--out")
-        job_dir = _job_folder(args)
-        models = _dit_speed(args, _models(args))
         loras = [_lora(spec) for spec in args.lora]
-        regions = _speaker_regions(args)
+        return PreparedRun(rank, _job_folder(args), _dit_speed(args, _models(args)), loras, keywords)
     except (ValueError, FileNotFoundError, CheckpointError, LoraError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def execute(args: argparse.Namespace, prepared: PreparedRun, render: Callable[..., Any]) -> int:
+    """Run ``render(models=..., job_dir=..., cancel=..., **keywords, **output)`` (a generate()-like call returning
+    a GenerateResult) with the LoRAs applied, Ctrl-C as cancel and the CLI's messages; returns the exit status."""
+    from talkgen_core.encoders.errors import EncoderPackageMissing
+    from talkgen_core.files.lock import FolderInUse
+    from talkgen_core.models.lora import LoraError, applied_loras
+    from talkgen_core.sampling.streaming import Cancelled
+
+    rank, job_dir, models = prepared.rank, prepared.job_dir, prepared.models
     keep_peak_memory_flat()
     plain = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"  # no source lines
     try:
         with _ctrl_c_cancels() as cancel, \
-                applied_loras(models.dit, loras) if models is not None else contextlib.nullcontext():
-            result = generate(
-                image=args.image, video=args.video, audio=[args.audio, *args.audio2], audio_mode=args.audio_mode,
-                soundtrack=args.soundtrack,
-                **output_for_rank(args, rank), fps=args.fps, size=args.size, steps=args.steps, shift=args.shift, solver=args.solver,
-                text_cfg=args.text_cfg, audio_cfg=args.audio_cfg, apg=args.apg, chunk_frames=args.chunk_frames,
-                context_frames=args.context_frames, context_mode=args.context_mode,
-                colour_strength=args.colour_strength, sdedit_strength=args.sdedit, seed=args.seed,
-                device=args.device, threads=args.threads, job_dir=job_dir, resume=args.resume,
-                progress=_print_progress, models=models, cancel=cancel.is_set, speaker_masks=regions,
-                strategy=args.strategy, **{name: getattr(args, name) for name in STRATEGY_OPTIONS},
-                **runtime_settings(args), **{name: getattr(args, name) for name in ENCODER_OPTIONS},
-            )  # fmt: skip
+                applied_loras(models.dit, prepared.loras) if models is not None else contextlib.nullcontext():
+            result = render(models=models, job_dir=job_dir, cancel=cancel.is_set, **prepared.keywords,
+                            **output_for_rank(args, rank))
     except Cancelled as exc:
         print(f"cancelled after {exc.finished_chunks} of {exc.num_chunks} chunks: {_kept(args, job_dir)}",
               file=sys.stderr)
@@ -344,3 +393,27 @@ def run(args: argparse.Namespace) -> int:
           f"{result.chunks} chunks, {result.seconds:.1f} s")
     write_report(args, result)
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from talkgen_core.commands.refine import chained, check_chain_arguments
+    from talkgen_core.files.guard import refuse_overwriting_inputs
+    from talkgen_core.pipeline import generate
+    from talkgen_core.validation import check_generate_call
+
+    def check() -> dict:
+        # the settings are generate()'s keywords under their option names; only --sdedit is spelled differently
+        check_generate_call({**vars(args), "sdedit_strength": args.sdedit}, image=args.image, video=args.video)
+        check_chain_arguments(args)
+        refuse_overwriting_inputs(args.out, [("--image", args.image), ("--video", args.video), ("--audio", args.audio),
+                                             *(("--audio2", a) for a in args.audio2)], flag="--out")
+        return {"speaker_masks": _speaker_regions(args)}
+
+    prepared = prepare_run(args, check)
+    if isinstance(prepared, int):
+        return prepared
+    render = functools.partial(
+        chained(args, generate), image=args.image, video=args.video, audio=[args.audio, *args.audio2],
+        audio_mode=args.audio_mode, soundtrack=args.soundtrack, fps=args.fps, size=args.size,
+        sdedit_strength=args.sdedit, **run_keywords(args))
+    return execute(args, prepared, render)

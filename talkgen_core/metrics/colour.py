@@ -41,3 +41,15 @@ def srgb_to_lab(rgb: Tensor, channel_dim: int = -3) -> Tensor:
 def delta_e76(lab_a: Tensor, lab_b: Tensor, channel_dim: int = -3) -> Tensor:
     """Euclidean distance in L*a*b* (CIE76); broadcasts, reduces ``channel_dim``."""
     return torch.linalg.vector_norm(lab_a - lab_b, dim=channel_dim)
+
+
+def colour_closeness(rgb: Tensor, colour: tuple[float, float, float], tolerance: float) -> Tensor:
+    """How close each pixel is to ``colour``: 1 at delta E 0 falling linearly to 0 at ``tolerance``.
+
+    rgb ``[..., 3, H, W]`` sRGB in [0, 1] -> ``[..., H, W]`` in [0, 1]. A soft count of a colour's pixels, so
+    an anti-aliased edge or a slight tint counts partly instead of flipping in or out.
+    """
+    if not tolerance > 0:
+        raise ValueError(f"colour tolerance must be a positive delta E, got {tolerance}")
+    target = srgb_to_lab(torch.tensor(colour, dtype=torch.float32).view(3, 1, 1))
+    return (1.0 - delta_e76(srgb_to_lab(rgb), target) / tolerance).clamp(min=0.0)

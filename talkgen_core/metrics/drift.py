@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from talkgen_core.metrics.colour import delta_e76, srgb_to_lab
 from talkgen_core.metrics.frames import to_unit_rgb
+from talkgen_core.metrics.regions import erode
 
 SKIN_DELTA_E_TOLERANCE = 12.0
 EROSION_FRACTION = 0.03  # erosion radius as a fraction of the image width
@@ -65,15 +65,6 @@ def _cheek_skin_lab(lab: Tensor) -> Tensor:
     return torch.cat(pixels, dim=1).median(dim=1).values
 
 
-def _erode(mask: Tensor, radius: int) -> Tensor:
-    """Binary erosion of [T, H, W] bool masks with a square of side 2 * radius + 1."""
-    if radius <= 0:
-        return mask
-    inv = (~mask).float().unsqueeze(1)
-    grown = F.max_pool2d(inv, kernel_size=2 * radius + 1, stride=1, padding=radius)
-    return grown.squeeze(1) < 0.5
-
-
 def _background_region(h: int, w: int) -> Tensor:
     region = torch.zeros(h, w, dtype=torch.bool)
     strip = max(int(round(w * BACKGROUND_STRIP)), 1)
@@ -112,7 +103,7 @@ def drift(
     union = (frame_skin | ref_skin).sum(dim=(-2, -1)).float().clamp_min(1.0)
     iou = intersection / union
 
-    face_region = _erode(ref_skin.unsqueeze(0), int(round(EROSION_FRACTION * w)))[0]
+    face_region = erode(ref_skin.unsqueeze(0), int(round(EROSION_FRACTION * w)))[0]
     if not bool(face_region.any()):
         face_region = ref_skin
     ref_batch = ref_lab.unsqueeze(0)

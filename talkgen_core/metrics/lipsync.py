@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from talkgen_core.metrics.colour import delta_e76, srgb_to_lab
+from talkgen_core.metrics.colour import colour_closeness
 from talkgen_core.metrics.frames import to_unit_rgb
 from talkgen_core.synth.envelope import frame_rms
 from talkgen_core.synth.palette import MOUTH_INTERIOR_RGB
@@ -40,14 +40,19 @@ class LipSyncResult:
     opening_std: float  # spread of the measured opening; 0 means no moving mouth was found (lag meaningless)
 
 
-def measure_mouth_opening(frames: Tensor) -> Tensor:
-    """frames [T, 3, H, W] (uint8 or float in [-1, 1]) -> mouth opening [T] (fraction of lower-face area)."""
+def measure_mouth_opening(frames: Tensor, region: Tensor | None = None) -> Tensor:
+    """frames [T, 3, H, W] (uint8 or float in [-1, 1]) -> mouth opening [T]: the fraction of the search
+    region that has the mouth-interior colour. The region is the lower face of a centred portrait, or
+    ``region`` ([H, W] bool, e.g. a box around a known mouth) where the face stands elsewhere."""
     rgb = to_unit_rgb(frames)
-    top = int(round(rgb.shape[-2] * LOWER_FACE_START))
-    lab = srgb_to_lab(rgb[..., top:, :])
-    target = srgb_to_lab(torch.tensor(MOUTH_INTERIOR_RGB).view(3, 1, 1))
-    weight = (1.0 - delta_e76(lab, target) / MOUTH_DELTA_E_TOLERANCE).clamp(min=0.0)  # [T, h, W]
-    return weight.mean(dim=(-2, -1))
+    if region is None:
+        top = int(round(rgb.shape[-2] * LOWER_FACE_START))
+        return colour_closeness(rgb[..., top:, :], MOUTH_INTERIOR_RGB, MOUTH_DELTA_E_TOLERANCE).mean(dim=(-2, -1))
+    if region.shape != rgb.shape[-2:] or region.dtype != torch.bool or not bool(region.any()):
+        raise ValueError(f"mouth region must be a non-empty [H, W] = {tuple(rgb.shape[-2:])} bool mask, got "
+                         f"{tuple(region.shape)} {region.dtype}")
+    weight = colour_closeness(rgb, MOUTH_INTERIOR_RGB, MOUTH_DELTA_E_TOLERANCE)  # [T, H, W]
+    return weight[..., region].mean(dim=-1)
 
 
 def lagged_correlations(video_signal: Tensor, audio_signal: Tensor, max_lag: int) -> tuple[Tensor, Tensor]:
@@ -72,15 +77,25 @@ def lagged_correlations(video_signal: Tensor, audio_signal: Tensor, max_lag: int
     return lags, out.float()
 
 
+def correlation_near(result: LipSyncResult, lag: int = 0, window: int = 1) -> float:
+    """The highest correlation at lags within ``window`` frames of ``lag`` (the "in sync" band)."""
+    near = (result.lags - lag).abs() <= window
+    if not bool(near.any()):
+        raise ValueError(f"lag {lag} +- {window} is outside the measured lags {int(result.lags[0])}.."
+                         f"{int(result.lags[-1])}")
+    return float(result.correlations[near].max())
+
+
 def lip_sync(
     frames: Tensor,  # [T, 3, H, W] uint8 or float in [-1, 1]
     audio: Tensor,  # [S] mono
     sample_rate: int,
     fps: float,
     max_lag: int = DEFAULT_MAX_LAG,
+    region: Tensor | None = None,  # [H, W] bool: where the mouth is (None: a centred portrait's lower face)
 ) -> LipSyncResult:
     """Best lag, peak correlation and confidence of mouth opening against the audio envelope."""
-    opening = measure_mouth_opening(frames)
+    opening = measure_mouth_opening(frames, region)
     envelope = frame_rms(audio, sample_rate, fps, opening.shape[0])
     lags, corr = lagged_correlations(opening, envelope, max_lag)
     best = int(torch.argmax(corr))
@@ -93,5 +108,6 @@ def lip_sync(
         confidence=peak - median,
         lags=lags,
         correlations=corr,
-        opening_std=float(opening.std()) if opening.numel() > 1 else 0.0,
+        # centred on one frame first, so a still mouth gives exactly 0 (a float32 mean of equal values need not)
+        opening_std=float((opening - opening[0]).std()) if opening.numel() > 1 else 0.0,
     )

@@ -105,8 +105,8 @@ class AudioProjModel(nn.Module):
 class SpeakerRouting:
     """How visual tokens pick audio tokens; prepared once per forward, shared by all blocks.
 
-    ``region_weights`` [S, 3] (lrope: speaker 1, speaker 2, background masks divided by their areas, over
-    one latent frame's S tokens); ``key_mask`` [S, P * M] bool (mask mode: True = may attend);
+    ``region_weights`` [S, 3] or, with per-sample masks, [B, S, 3] (lrope: speaker 1, speaker 2, background
+    masks divided by their areas, over one latent frame's S tokens); ``key_mask`` [S, P * M] bool (mask mode: True = may attend);
     ``speaker_scale`` [P] float32, None when every speaker has the same strength ``uniform_scale``;
     ``token_scale`` [S] (mask mode with unequal strengths: the strength each token of a frame receives).
     """
@@ -128,11 +128,14 @@ class SpeakerRouting:
 
 
 def masks_to_token_grid(speaker_masks: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
-    """[P, h, w] masks of any resolution -> bool [P, N_h * N_w] (nearest resize, threshold > 0)."""
-    if speaker_masks.dim() != 3:
-        raise ValueError(f"speaker_masks must be [P, h, w], got shape {tuple(speaker_masks.shape)}")
-    resized = F.interpolate(speaker_masks[None].float(), size=grid_hw, mode="nearest")[0]
-    return (resized > 0).flatten(1)
+    """[P, h, w] (or per sample [B, P, h, w]) masks of any resolution -> bool [P, N_h * N_w] ([B, P, ...])
+    (nearest resize, threshold > 0)."""
+    if speaker_masks.dim() not in (3, 4):
+        raise ValueError(f"speaker_masks must be [P, h, w] or [B, P, h, w], got shape {tuple(speaker_masks.shape)}")
+    batched = speaker_masks if speaker_masks.dim() == 4 else speaker_masks[None]
+    resized = F.interpolate(batched.float(), size=grid_hw, mode="nearest")
+    regions = (resized > 0).flatten(2)
+    return regions if speaker_masks.dim() == 4 else regions[0]
 
 
 def prepare_speaker_routing(
@@ -167,17 +170,20 @@ def prepare_speaker_routing(
         raise ValueError(
             f"audio has {num_speakers} speakers but speaker_masks is None; pass [P, h, w] masks, one per speaker"
         )
-    if speaker_masks.shape[0] != num_speakers:
-        raise ValueError(f"speaker_masks has {speaker_masks.shape[0]} masks for {num_speakers} speakers")
-    regions = masks_to_token_grid(speaker_masks.to(device), grid_hw)  # [P, S] bool
+    if speaker_masks.shape[-3] != num_speakers:
+        raise ValueError(f"speaker_masks has {speaker_masks.shape[-3]} masks for {num_speakers} speakers")
+    regions = masks_to_token_grid(speaker_masks.to(device), grid_hw)  # [P, S] (or [B, P, S]) bool
     mode = ("lrope" if num_speakers == 2 else "mask") if routing == "auto" else routing
     if mode == "lrope":
         if num_speakers != 2:
             raise ValueError(f"label RoPE routing was trained for exactly 2 speakers, got {num_speakers}; use 'mask'")
-        background = ~(regions[0] | regions[1])
-        classes = torch.stack([regions[0], regions[1], background]).float()  # [3, S]
-        weights = classes / classes.sum(dim=1, keepdim=True).clamp(min=1.0)
-        return SpeakerRouting(mode="lrope", region_weights=weights.t().contiguous(), **common)
+        first, second = regions.unbind(-2)
+        classes = torch.stack([first, second, ~(first | second)], dim=-1).float()  # [(B,) S, 3]
+        weights = classes / classes.sum(dim=-2, keepdim=True).clamp(min=1.0)
+        return SpeakerRouting(mode="lrope", region_weights=weights.contiguous(), **common)
+    if regions.dim() == 3:
+        raise ValueError("per-sample speaker_masks [B, P, h, w] are for label RoPE routing (two speakers); "
+                         "mask routing takes one [P, h, w] set for the batch")
     inside = regions.sum(dim=0)  # [S] how many masks hold the token
     allowed = torch.where(inside[None] > 0, regions, torch.ones_like(regions))  # background -> all speakers
     key_mask = allowed.t().repeat_interleave(config.audio_context_tokens, dim=1)  # [S, P*M]
@@ -194,7 +200,7 @@ def speaker_affinity(
 ) -> torch.Tensor:
     """Attention mass of each visual token on each region of the first latent frame, averaged over heads.
 
-    ``q``, ``k`` [B, L, H, D] (after RoPE); ``region_weights`` [S, C] -> float32 [B, L, C].
+    ``q``, ``k`` [B, L, H, D] (after RoPE); ``region_weights`` [S, C] or [B, S, C] -> float32 [B, L, C].
     Computed in float32 from the compute-dtype q, k (exact products; the map feeds min-max rescaled label
     positions, which amplify rounding). Query chunks bound the [B, H, chunk, S] probability block: on the CPU
     to about 2^18 values, which stay in cache (2x faster than one large block at 8190 tokens); elsewhere, and
@@ -202,7 +208,7 @@ def speaker_affinity(
     """
     b, length, heads, dim = q.shape
     keys = k[:, :frame_tokens].transpose(1, 2).float()  # [B, H, S, D]
-    weights = region_weights.float()
+    weights = region_weights.float() if region_weights.dim() == 2 else region_weights.float()[:, None]
     in_cache = q.device.type == "cpu" and not torch.compiler.is_compiling()
     chunk = max(1, (1 << 18 if in_cache else 1 << 26) // max(1, b * heads * frame_tokens))
     out = []

@@ -9,6 +9,8 @@ DiT layouts recognised from the keys:
 * official: bare keys (``patch_embedding.weight`` ...), often as shards listed in a ``*.index.json``;
 * ComfyUI single file: the same keys under ``model.diffusion_model.`` (or ``diffusion_model.``), possibly
   scaled fp8 (``<module>.scale_weight`` per tensor, a ``scaled_fp8`` marker, ``scale_input``);
+* quantised InfiniteTalk files (MeiGen's optimum-quanto int8 / fp8, LightX2V's int8 / fp8 with per-channel
+  ``weight_scale``): turned into the official keys plus per-layer scales by :mod:`.quant_formats`;
 * adapter: only the InfiniteTalk / MultiTalk keys (``audio_proj.*``, ``blocks.N.audio_cross_attn.*``,
   ``blocks.N.norm_x.*``), merged on top of a base.
 
@@ -179,7 +181,8 @@ def strip_dit_prefix(keys: Iterable[str]) -> str:
 
 def normalise_keys(mapping: dict[str, object], prefix: str) -> dict[str, object]:
     """Keys under ``prefix`` with the prefix removed. Keys outside it belong to other components of a combined
-    checkpoint (VAE, text encoder) and are left out; top-level fp8 markers are kept for ``split_quant_entries``."""
+    checkpoint (VAE, text encoder) and are left out; top-level fp8 markers are kept for
+    ``quant_formats.split_comfyui_fp8``."""
     if not prefix:
         return dict(mapping)
     return {
@@ -189,21 +192,16 @@ def normalise_keys(mapping: dict[str, object], prefix: str) -> dict[str, object]
     }
 
 
-def split_quant_entries(mapping: dict[str, object]) -> tuple[dict[str, object], dict[str, object], list[str]]:
-    """Separate ``<module>.scale_weight`` (kept, by module name) and ignorable fp8 extras from the weights.
+def split_file_entries(path: Path, raw: dict[str, object]):
+    """One file's DiT entries (prefix removed) as a ``quant_formats.QuantSplit``; a quanto file's map beside it
+    is checked too."""
+    from talkgen_core.models.quant_formats import quanto_map_problem, split_quantised
 
-    ``scale_input`` only matters for fp8 x fp8 matmuls, which talkgen does not do (it de-scales the weight and
-    computes in bf16/fp16), and ``scaled_fp8`` is a format marker.
-    """
-    weights, scales, ignored = {}, {}, []
-    for key, value in mapping.items():
-        if key.endswith(".scale_weight"):
-            scales[key[: -len(".scale_weight")]] = value
-        elif key.endswith(".scale_input") or key.split(".")[-1] in QUANT_MARKERS:
-            ignored.append(key)
-        else:
-            weights[key] = value
-    return weights, scales, ignored
+    split = split_quantised(normalise_keys(raw, strip_dit_prefix(raw)), what=str(path))
+    problem = quanto_map_problem(path) if split.family and "quanto" in split.family else None
+    if problem:
+        raise CheckpointError(problem)
+    return split
 
 
 def classify_keys(keys: Iterable[str]) -> str:
@@ -380,7 +378,8 @@ class FileReport:
     tensors: int
     parameters: int
     dtypes: dict[str, int]  # dtype name -> parameter count
-    fp8_scales: int
+    fp8_scales: int  # weight scales of any quantised family
+    family: str | None = None  # the quantised / distilled family its layout belongs to (quant_formats)
 
 
 @dataclass
@@ -395,18 +394,22 @@ class CheckpointReport:
     problem: str | None = None
     notes: list[str] = field(default_factory=list)
     keys_match: bool = False  # the config's keys and shapes match; ``loads`` also needs loadable dtypes and scales
+    families: list[str] = field(default_factory=list)  # named formats of the files (quant_formats), in file order
 
     def text(self) -> str:
         lines = []
         for f in self.files:
             dt = ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in sorted(f.dtypes.items(), key=lambda kv: -kv[1]))
-            extra = f", {f.fp8_scales} fp8 scales" if f.fp8_scales else ""
+            extra = f", {f.fp8_scales} weight scales" if f.fp8_scales else ""
+            extra += f", format: {f.family}" if f.family else ""
             lines.append(
                 f"{f.path}: {f.kind}, {f.layout}, {f.tensors} tensors, {f.parameters:,} parameters ({dt}){extra}"
             )
         shares = sorted(self.dtypes.items(), key=lambda kv: -kv[1])
         total = ", ".join(f"{k} {v / self.parameters:.0%}" for k, v in shares) if self.parameters else "-"
         lines.append(f"total: {self.parameters:,} parameters ({total})")
+        if self.families:
+            lines.append(f"format: {' + '.join(self.families)}")
         if self.config and not self.keys_match:
             lines.append(f"config: none matches exactly (closest: {self.config})")
         else:
@@ -433,17 +436,27 @@ def describe_checkpoint(
     :func:`assemble_dit`, the loader's own last step, run on data-free meta tensors (keys, shapes, dtypes the
     layers can compute from, scales that fit their weights). NaN weights show only when the data is read.
     """
+    from talkgen_core.models.quant_formats import COMFYUI_FP8, diffusers_family
+
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     in_index = any(str(p).endswith(".index.json") or Path(p).is_dir() for p in items)
     merged: dict[str, TensorSpec] = {}
     merged_scales: dict[str, TensorSpec] = {}
-    reports, scales_total, notes = [], 0, []
-    for path in expand_checkpoint_paths(items):
+    integer_modules: set[str] = set()
+    reports, notes, scale_counts = [], [], Counter()
+    files = expand_checkpoint_paths(items)
+    for path in files:
         raw = read_tensor_specs(path)
         prefix = strip_dit_prefix(raw)
-        weights, scales, _ = split_quant_entries(normalise_keys(raw, prefix))
-        scales_total += len(scales)
+        try:
+            split = split_file_entries(path, raw)
+        except CheckpointError as exc:
+            return CheckpointReport(files=reports, parameters=0, dtypes={}, config=None, loads=False,
+                                    problem=str(exc), notes=notes)
+        weights, scales = split.weights, split.scales
+        scale_counts[split.family] += len(scales)
         merged_scales.update(scales)  # type: ignore[arg-type]
+        integer_modules |= split.integer_modules
         outside = sum(1 for k in raw if prefix and not k.startswith(prefix) and k not in QUANT_MARKERS)
         if outside:
             notes.append(f"{path.name}: {outside} keys outside {prefix!r} ignored (other components of the file)")
@@ -454,14 +467,19 @@ def describe_checkpoint(
             FileReport(
                 path=str(path), kind=classify_keys(weights), layout=_file_layout(prefix, in_index),
                 tensors=len(weights), parameters=sum(dtypes.values()), dtypes=dict(dtypes), fp8_scales=len(scales),
+                family=split.family,
             )
         )  # fmt: skip
-        merged.update(weights)  # later files override earlier ones, as the official loader does
+        merged.update(weights)  # type: ignore[arg-type]  # later files override earlier ones, as officially
     total: Counter[str] = Counter()
     for spec in merged.values():
         total[spec.dtype] += spec.numel
+    families = list(dict.fromkeys(f.family for f in reports if f.family)) or [
+        name for name in [diffusers_family(files, merged)] if name
+    ]
     report = CheckpointReport(
-        files=reports, parameters=sum(total.values()), dtypes=dict(total), config=None, loads=False, notes=notes
+        files=reports, parameters=sum(total.values()), dtypes=dict(total), config=None, loads=False, notes=notes,
+        families=families,
     )
     chosen = get_dit_config(config) if config is not None else infer_config(merged) or closest_config(merged)
     if chosen is None:
@@ -479,22 +497,28 @@ def describe_checkpoint(
         return report
     report.keys_match = True
     try:
-        assemble_dit(chosen, meta_tensors(merged), meta_tensors(merged_scales), "the file set")
+        assemble_dit(chosen, meta_tensors(merged), meta_tensors(merged_scales), "the file set",
+                     integer_modules=integer_modules)
     except CheckpointError as exc:
         report.problem = str(exc)
         return report
     report.loads = True
-    if scales_total:
-        report.notes.append(f"{scales_total} fp8 weights carry a per-tensor scale; they are de-scaled at compute time")
+    for family, count in scale_counts.items():
+        if not count:
+            continue
+        if family == COMFYUI_FP8:
+            report.notes.append(f"{count} fp8 weights carry a per-tensor scale; they are de-scaled at compute time")
+        else:
+            report.notes.append(f"{count} weights of {family} carry a scale; they stay 8-bit in memory and each "
+                                "layer multiplies its scale in when it runs")
     return report
 
 
 def _default_compute_dtype(state: dict[str, torch.Tensor]) -> torch.dtype:
-    """The dtype most parameters are stored in; fp8 storage computes in bf16."""
+    """The dtype most parameters are stored in; fp8 and int8 storage compute in bf16."""
     counts: Counter[torch.dtype] = Counter()
     for t in state.values():
-        if t.is_floating_point():
-            counts[t.dtype] += t.numel()
+        counts[t.dtype] += t.numel()
     stored = counts.most_common(1)[0][0] if counts else torch.float32
     return stored if stored in (torch.float32, torch.bfloat16, torch.float16) else torch.bfloat16
 
@@ -515,11 +539,12 @@ def load_dit(
     files = expand_checkpoint_paths(paths)
     state: dict[str, torch.Tensor] = {}
     scales: dict[str, torch.Tensor] = {}
+    integer_modules: set[str] = set()
     for path in files:
-        raw = load_state_dict_file(path, device=device)
-        weights, file_scales, _ = split_quant_entries(normalise_keys(raw, strip_dit_prefix(raw)))
-        state.update(weights)  # type: ignore[arg-type]
-        scales.update(file_scales)  # type: ignore[arg-type]
+        split = split_file_entries(path, load_state_dict_file(path, device=device))
+        state.update(split.weights)  # type: ignore[arg-type]
+        scales.update(split.scales)  # type: ignore[arg-type]
+        integer_modules |= split.integer_modules
     specs = {k: TensorSpec(tuple(v.shape), str(v.dtype)) for k, v in state.items()}
     chosen = get_dit_config(config) if config is not None else infer_config(specs) or closest_config(specs)
     names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
@@ -535,7 +560,7 @@ def load_dit(
         raise CheckpointError(
             mismatch_message(what, missing, unexpected, wrong, specs, want, guess_wrong_file(specs, chosen))
         )
-    model = assemble_dit(chosen, state, scales, names, operations)
+    model = assemble_dit(chosen, state, scales, names, operations, integer_modules=integer_modules)
     model.set_compute_dtype(compute_dtype or _default_compute_dtype(state))
     return model
 
@@ -546,39 +571,47 @@ def assemble_dit(
     scales: dict[str, torch.Tensor],
     what: str,
     operations: type | None = None,
+    integer_modules: Iterable[str] = (),
 ):
     """What loading does once the files are read: refuse dtypes the layers cannot compute from, build on the meta
-    device, take the tensors (``assign``) and attach the per-tensor scales. Given meta tensors (see
-    :func:`meta_tensors`) it tries a file set without reading its data, which keeps ``check-model`` honest.
+    device, take the tensors (``assign``) and attach the scales. Given meta tensors (see :func:`meta_tensors`) it
+    tries a file set without reading its data, which keeps ``check-model`` honest.
 
     Stored dtypes: any float (fp32, bf16, fp16, fp64, fp8 e4m3fn / e5m2); a layer casts its weight to the compute
-    dtype at call time and multiplies by its ``scale_weight`` when the file has one. Integer tensors (int8 from
-    GGUF, bitsandbytes or torchao exports) are refused, with or without scales: nothing here de-quantises
-    integers, and casting them would compute with the raw codes.
+    dtype at call time and multiplies by its ``scale_weight`` (per tensor or per output channel) when the file has
+    one. int8 codes load only in ``integer_modules``: layers whose family (MeiGen optimum-quanto, LightX2V;
+    :mod:`.quant_formats`) defines their scale. Other integer tensors (GGUF, bitsandbytes, torchao exports, int8
+    beside a ComfyUI fp8 ``scale_weight``) are refused: casting them would compute with the raw codes.
 
-    ``operations`` (a host's layer classes) build the model unless the files carry per-tensor fp8 scales: those
-    need the core's layers (``layers.CoreOperations``), which read ``scale_weight``.
+    ``operations`` (a host's layer classes) build the model unless the files carry scales: those need the core's
+    layers (``layers.CoreOperations``), which read ``scale_weight``.
     """
     from talkgen_core.models.dit import build_dit
     from talkgen_core.models.layers import CoreOperations
 
     model = build_dit(config, device="meta", operations=CoreOperations if scales or operations is None else operations)
     floating = {k for k, v in model.state_dict().items() if v.is_floating_point()}
-    integer = sorted(k for k, v in state.items() if k in floating and not v.is_floating_point())
+    scaled_int8 = {f"{m}.weight" for m in integer_modules}
+    integer = sorted(
+        k for k, v in state.items()
+        if k in floating and not v.is_floating_point() and not (v.dtype == torch.int8 and k in scaled_int8)
+    )  # fmt: skip
     if integer:
         kinds = ", ".join(sorted({str(state[k].dtype).removeprefix("torch.") for k in integer}))
         raise CheckpointError(
-            f"{what}: {len(integer)} tensors are stored as {kinds} (first: {integer[0]}); the loader computes from "
-            "float weights only (fp32, bf16, fp16, or fp8 with an optional per-tensor scale_weight) and has no integer "
-            "de-quantisation, so int8 checkpoints (GGUF, bitsandbytes, torchao exports) cannot be loaded, even with "
-            "scales: use the bf16, fp16 or fp8 release of the model"
+            f"{what}: {len(integer)} tensors are stored as {kinds} (first: {integer[0]}) without a scale their format "
+            "defines; the loader de-quantises int8 only in MeiGen's optimum-quanto files (weight._data + "
+            "weight._scale) and LightX2V's (weight + weight_scale), so other int8 checkpoints (GGUF, bitsandbytes, "
+            "torchao exports) cannot be loaded: use the bf16, fp16 or fp8 release of the model"
         )
+    if scaled_int8:
+        model.requires_grad_(False)  # assign keeps requires_grad, and integer tensors cannot require gradients
     model.load_state_dict(state, strict=True, assign=True)
     modules = dict(model.named_modules())
     for name, scale in scales.items():
         module = modules.get(name)
         if module is None or not hasattr(module, "scale_weight"):
-            raise CheckpointError(f"{what}: fp8 scale for {name!r}, which is not a linear/conv layer of the model")
+            raise CheckpointError(f"{what}: weight scale for {name!r}, which is not a linear/conv layer of the model")
         weight_shape = tuple(module.weight.shape)
         try:
             fits = torch.broadcast_shapes(weight_shape, tuple(scale.shape)) == weight_shape

@@ -22,6 +22,7 @@ class LoadedDiT:
     is_demo: bool = False
     random_weights: bool = False
     loras: tuple[tuple[str, float], ...] = ()  # (file, strength), applied in order
+    sampling_preset: str | None = None  # the preset the model is made for (the distilled demo's)
 
     def with_lora(self, path: str | Path, strength: float) -> LoadedDiT:
         return replace(self, loras=self.loras + ((str(path), float(strength)),))
@@ -49,10 +50,12 @@ def load_dit_handle(
     return LoadedDiT(module.eval().requires_grad_(False), " + ".join(f.name for f in files))
 
 
-def load_demo_parts(device: str | torch.device = "cpu") -> DemoParts:
-    """The embedded demo model's three parts (shipped weights, or random ones with a warning)."""
-    from talkgen_core.models.demo import DEMO_MODEL_NAMES, build_demo_networks
+def load_demo_parts(device: str | torch.device = "cpu", variant: str = "base") -> DemoParts:
+    """The embedded demo model's three parts (shipped weights, or random ones with a warning); ``variant``:
+    the base DiT or its ``distilled`` student."""
+    from talkgen_core.models.demo import build_demo_networks, demo_model_names
 
-    demo = build_demo_networks(device)
-    dit = LoadedDiT(demo.dit, DEMO_MODEL_NAMES["dit"], is_demo=True, random_weights=demo.random_weights)
+    demo = build_demo_networks(device, variant=variant)
+    dit = LoadedDiT(demo.dit, demo_model_names(variant)["dit"], is_demo=True, random_weights=demo.random_weights,
+                    sampling_preset=demo.sampling_preset)
     return DemoParts(dit, demo.vae, demo.wav2vec2)

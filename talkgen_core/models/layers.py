@@ -1,8 +1,10 @@
 """Leaf layers that keep weights in their stored dtype and compute in the dtype of their input.
 
-Weights may be fp32 / bf16 / fp16 or fp8 (e4m3fn / e5m2) with an optional per-tensor ``scale_weight``
-(ComfyUI "scaled fp8" files). ``scale_weight`` is a non-persistent buffer, so the state-dict keys stay
-exactly the official ones; the checkpoint loader attaches it after a strict load.
+Weights may be fp32 / bf16 / fp16, or fp8 (e4m3fn / e5m2) / int8 codes with a ``scale_weight``: per tensor
+(ComfyUI "scaled fp8" files) or per output channel, ``[out, 1]`` (MeiGen's optimum-quanto and LightX2V's int8 /
+fp8 files; ``quant_formats``). ``scale_weight`` is a non-persistent buffer, so the state-dict keys stay
+exactly the official ones; the checkpoint loader attaches it after a strict load. The codes stay 8-bit in
+memory; each call de-quantises the layer's weight for that call only.
 Norms always compute in float32.
 """
 
@@ -16,7 +18,8 @@ from torch import nn
 
 
 def dequantize(weight: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-    """``weight`` in ``dtype``, multiplied by its per-tensor scale when it has one."""
+    """``weight`` in ``dtype``, multiplied by its scale (per tensor, or ``[out, 1]`` per output channel) when it
+    has one."""
     w = weight.to(dtype)
     if scale is not None:
         w = w * scale.to(dtype)

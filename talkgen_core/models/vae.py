@@ -119,6 +119,9 @@ VAE_CONFIGS: dict[str, VAEConfig] = {
     # (talkgen_core.train.vae_stage.inflate_temporal_init), so its decode streams start with a hold.
     "demo": VAEConfig(name="demo", base_dim=8, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16,
                       stream_start_hold=2),
+    # Demo v2's VAE: half as wide again, so the eyes survive (the demo weights record which one they are).
+    "demo-v2": VAEConfig(name="demo-v2", base_dim=12, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16,
+                         stream_start_hold=2),
 }
 
 

@@ -175,10 +175,14 @@ class VideoReferences:
         anchor: which frame time of a chunk picks its reference (see :func:`anchor_frame`).
         with_source_frames: also provide each chunk's window of source frames (for SDEdit).
         close_source: whether :meth:`close` closes the source; default: only a source opened here.
+        anchor_image: a reference image that every chunk is conditioned on and colours are pulled towards, in
+            place of the source's own frames (the refiner's identity anchor); the source then supplies only
+            the SDEdit windows. Chunk 0's pinned first latent is this image's, so the output starts on it.
     """
 
     def __init__(self, video, size: tuple[int, int], anchor: Anchor = "chunk_start",
-                 with_source_frames: bool = False, close_source: Optional[bool] = None) -> None:
+                 with_source_frames: bool = False, close_source: Optional[bool] = None,
+                 anchor_image: Optional[ImageInput] = None) -> None:
         from talkgen_core.video.reader import VideoReader
 
         opened_here = not hasattr(video, "frame_at")
@@ -189,7 +193,8 @@ class VideoReferences:
             raise ValueError(f"unknown reference anchor {anchor!r}; choose one of: {', '.join(ANCHORS)}")
         self.anchor = anchor
         self.with_source_frames = with_source_frames
-        self._first = self._pixels_at(0.0)
+        self._anchor = None if anchor_image is None else resize_and_crop(to_pixels(anchor_image), *size)
+        self._first = self._anchor if self._anchor is not None else self._pixels_at(0.0)
 
     def _pixels_at(self, time_s: float) -> torch.Tensor:
         return resize_and_crop(to_pixels(self.reader.frame_at(time_s)), *self.size)
@@ -198,6 +203,8 @@ class VideoReferences:
         return anchor_frame(chunk, self.anchor) / fps
 
     def reference_for(self, chunk: ChunkSpec, fps: float) -> torch.Tensor:
+        if self._anchor is not None:
+            return self._anchor
         return self._pixels_at(self.reference_time(chunk, fps))
 
     def colour_reference(self) -> torch.Tensor:

@@ -78,3 +78,18 @@ def flow_timesteps(steps: int, shift: float = SHIFT_480P, start: float = 1.0) ->
     if start == 1.0:
         times[0] = NUM_TRAIN_TIMESTEPS  # exact, independent of rounding in the inverse
     return torch.cat([times, torch.zeros(1, dtype=torch.float64)])
+
+
+def explicit_timesteps(times: tuple[float, ...] | list[float], shift: float = 1.0) -> torch.Tensor:
+    """A published grid given as model times before the shift (SoulX-FlashTalk: 1000, 750, 500, 250), warped by
+    ``shift`` the way :func:`flow_timesteps` warps its linspace, followed by the final 0.
+
+    Returns:
+        ``[len(times) + 1]`` float64 times in [0, 1000], strictly decreasing, last entry exactly 0.
+    """
+    if shift <= 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    u = torch.tensor([float(t) for t in times], dtype=torch.float64) / NUM_TRAIN_TIMESTEPS
+    if u.numel() < 1 or not bool(((u > 0) & (u <= 1)).all()) or not bool((u[1:] < u[:-1]).all()):
+        raise ValueError(f"explicit timesteps must be strictly decreasing times in (0, 1000], got {list(times)}")
+    return torch.cat([NUM_TRAIN_TIMESTEPS * shift_fraction(u, shift), torch.zeros(1, dtype=torch.float64)])

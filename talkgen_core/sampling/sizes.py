@@ -24,8 +24,10 @@ BUCKETS: dict[str, tuple[tuple[int, int], ...]] = {
     ),
 }  # fmt: skip
 
-# the demo model's default: about 64 x 64 pixels, aspect kept (cheap enough for minutes of video on a CPU)
-DEMO_AREA = 64 * 64
+# the demo model's default: the short side 64 pixels, aspect kept (cheap enough for minutes of video on a CPU).
+# The short side, not the area, so that people keep the size they were trained at: two side by side on a 2:1
+# image get 128 x 64, each 64 high, as the demo's two-person scenes.
+DEMO_SHORT_SIDE = 64
 
 
 def bucket_size(height: int, width: int, resolution: str = "480p") -> tuple[int, int]:
@@ -38,9 +40,9 @@ def bucket_size(height: int, width: int, resolution: str = "480p") -> tuple[int,
     return min(table, key=lambda hw: abs(hw[0] / hw[1] - ratio))
 
 
-def area_size(height: int, width: int, area: int = DEMO_AREA) -> tuple[int, int]:
-    """A ``(height, width)`` with about ``area`` pixels, the input's aspect, both multiples of 16."""
-    scale = (area / (height * width)) ** 0.5
+def short_side_size(height: int, width: int, short_side: int = DEMO_SHORT_SIDE) -> tuple[int, int]:
+    """A ``(height, width)`` whose shorter side is ``short_side``, the input's aspect, both multiples of 16."""
+    scale = short_side / min(height, width)
     h = max(SIZE_MULTIPLE, round(height * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE)
     w = max(SIZE_MULTIPLE, round(width * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE)
     return h, w
@@ -50,14 +52,14 @@ def resolve_size(spec: Optional[str], source_hw: tuple[int, int], default: str =
     """Turn a size request into ``(height, width)``.
 
     spec: ``"WxH"`` (e.g. ``"832x480"``, multiples of 16), ``"480p"`` / ``"720p"`` (official buckets for the
-    source's aspect), ``"demo"`` (about 64 x 64), or None for ``default``.
+    source's aspect), ``"demo"`` (short side 64), or None for ``default``.
     source_hw: the reference frame's ``(height, width)``.
     """
     spec = default if spec is None else spec.strip().lower()
     if spec in BUCKETS:
         return bucket_size(*source_hw, resolution=spec)
     if spec == "demo":
-        return area_size(*source_hw)
+        return short_side_size(*source_hw)
     match = re.fullmatch(r"(\d+)\s*[x*]\s*(\d+)", spec)
     if not match:
         raise ValueError(

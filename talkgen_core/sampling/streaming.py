@@ -52,7 +52,7 @@ from .guidance import GuidanceConfig, GuidedVelocity
 from .interrupt import Check, StepWatch, before_each_block, checked_between
 from .jobdir import JobDir, chunk_seed
 from .references import ReferenceProvider
-from .schedules import NUM_TRAIN_TIMESTEPS, SHIFT_480P, flow_timesteps
+from .schedules import NUM_TRAIN_TIMESTEPS, SHIFT_480P, explicit_timesteps, flow_timesteps
 from .solvers import SOLVERS, StepInfo, get_solver
 from .wrappers import ChunkConditioning, DiTVelocity
 
@@ -107,10 +107,22 @@ class StreamSettings:
     # completed with the strategy's defaults here, so the job key always holds all of them
     strategy: str = "infinitetalk"
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
+    # a published grid as model times before the shift, one per step (SoulX-FlashTalk: 1000, 750, 500, 250);
+    # None = the official linspace grid of ``steps``
+    timesteps: Optional[tuple[float, ...]] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.timesteps is not None:
+            object.__setattr__(self, "timesteps", tuple(float(t) for t in self.timesteps))
+            if len(self.timesteps) != self.steps:
+                raise ValueError(f"timesteps lists {len(self.timesteps)} times for {self.steps} steps; give one "
+                                 "time per step")
+            if self.sdedit_strength < 1.0:
+                raise ValueError("sdedit_strength < 1 needs the official grid (it starts part-way down it); "
+                                 "leave timesteps unset or set sdedit_strength=1")
+            explicit_timesteps(self.timesteps, self.shift)  # refuses an unusable grid now, not at the first chunk
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of: {', '.join(SOLVERS)}")
         if self.context_mode not in ("latent", "pixel"):
@@ -134,7 +146,17 @@ class StreamSettings:
         data["strategy_params"] = dict(self.strategy_params)
         if self.strategy == DEFAULT_STRATEGY and not self.strategy_params:
             del data["strategy"], data["strategy_params"]
+        if self.timesteps is None:  # likewise for job folders made before explicit grids existed
+            del data["timesteps"]
+        else:
+            data["timesteps"] = list(self.timesteps)
         return data
+
+    def time_grid(self) -> torch.Tensor:
+        """The solver's grid: the explicit one warped by the shift, else the official one (SDEdit start)."""
+        if self.timesteps is not None:
+            return explicit_timesteps(self.timesteps, self.shift)
+        return flow_timesteps(self.steps, self.shift, start=self.sdedit_strength)
 
 
 @dataclass
@@ -369,7 +391,7 @@ class StreamingSampler:
             device = first.device if first is not None else torch.device("cpu")
         self.device = torch.device(device)
         self.solver = get_solver(settings.solver)
-        self.timesteps = flow_timesteps(settings.steps, settings.shift, start=settings.sdedit_strength)
+        self.timesteps = settings.time_grid()
         if settings.sdedit_strength < 1.0 and not getattr(references, "with_source_frames", False):
             raise ValueError(
                 "sdedit_strength < 1 starts from the source video's latents; use VideoReferences(..., "

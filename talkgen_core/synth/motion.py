@@ -4,7 +4,8 @@
   audio by ``lead_frames`` (frame ``t`` shows the opening for the sound at ``t + lead``), as real mouths
   start moving before the sound comes out.
 - Blinks come at random intervals (mean ~3.5 s) with a fast close and slower open.
-- Head pose is a slow random walk whose amplitude grows while speaking, plus small nods on loud parts.
+- Head pose is a slow random walk whose amplitude grows while speaking, plus movements the speech drives
+  (nods on loud syllables, a lean over phrases, a turn as a phrase's energy changes).
 All smoothing is zero-phase, so none of it adds a lag of its own.
 """
 
@@ -20,6 +21,9 @@ NOISE_GATE = 0.05  # envelope below this fraction of the loud level keeps the mo
 BLINK_CLOSE_S, BLINK_HOLD_S, BLINK_OPEN_S = 0.08, 0.04, 0.15
 POSE_AMPLITUDE = (0.025, 0.015, 0.05, 0.25)  # dx, dy, roll (rad), yaw at unit walk
 POSE_LIMIT = (0.08, 0.06, 0.15, 0.8)  # soft bounds (tanh) the renderer's feature window is sized for
+# Speech-driven parts of the pose (a function of the audio, so a model can learn them): nods on syllables,
+# a sideways lean over phrases and a turn as a phrase's energy changes.
+PROSODY_NOD, PROSODY_SWAY, PROSODY_TURN = 0.05, 0.04, 0.15
 
 
 def _gaussian_smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:
@@ -76,8 +80,11 @@ def head_pose_track(rng: np.random.Generator, speech_energy: Tensor, fps: float)
     activity = 0.5 + 0.8 * _gaussian_smooth(energy, 0.8 * fps)
     pose = walk * np.asarray(POSE_AMPLITUDE)[None, :] * activity[:, None]
     nod = _gaussian_smooth(energy, 0.12 * fps)
-    pose[:, 1] += 0.02 * (nod - nod.mean())  # loud syllables dip the head
+    phrase = _gaussian_smooth(energy, 0.5 * fps)
+    pose[:, 1] += PROSODY_NOD * (nod - nod.mean())  # loud syllables dip the head
+    pose[:, 0] += PROSODY_SWAY * (phrase - phrase.mean())  # phrases lean the head sideways
     if t > 1:
         pose[:, 2] += 0.002 * np.gradient(nod) * fps  # a small roll on syllable onsets
+        pose[:, 3] += PROSODY_TURN * np.gradient(phrase) * fps  # and a turn as a phrase rises or falls
     limit = np.asarray(POSE_LIMIT)[None, :]
     return torch.from_numpy(limit * np.tanh(pose / limit)).float()

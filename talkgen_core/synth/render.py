@@ -12,6 +12,7 @@ Per-frame state:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from talkgen_core.synth import palette
 from talkgen_core.synth.identity import FaceIdentity
+from talkgen_core.synth.layout import Placement
 from talkgen_core.synth.sdf import (
     capsule_sdf,
     circle_sdf,
@@ -47,17 +49,38 @@ class RenderedFrames:
     frames: Tensor  # [T, 3, H, W] uint8
     face_mask: Tensor  # [T, H, W] float in [0, 1]: skin of the face (not hair, not neck)
     mouth_mask: Tensor  # [T, H, W] float in [0, 1]: lips and mouth interior, slightly dilated
+    eye_mask: Tensor  # [T, H, W] float in [0, 1]: both eyes with their brows, slightly dilated
+
+
+@dataclass(frozen=True)
+class PersonTrack:
+    """One person of a scene: who, where, and the per-frame state."""
+
+    identity: FaceIdentity
+    mouth_opening: Tensor  # [T] in [0, 1]
+    head_pose: Tensor  # [T, 4] (dx, dy, roll, yaw)
+    blink: Tensor  # [T] in [0, 1]
+    placement: Placement = Placement()
+
+
+@dataclass(frozen=True)
+class RenderedScene:
+    frames: Tensor  # [T, 3, H, W] uint8
+    face_mask: Tensor  # [P, T, H, W] float, per person (a later person covers an earlier one)
+    mouth_mask: Tensor  # [P, T, H, W]
+    eye_mask: Tensor  # [P, T, H, W]
 
 
 def _rgb(colour: tuple[float, float, float]) -> Tensor:
     return torch.tensor(colour, dtype=torch.float32)
 
 
-def _grid(size: int, batch: int) -> tuple[Tensor, Tensor]:
-    """Pixel-centre coordinates ``[batch, size, size]`` in [-1, 1]."""
-    c = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.0 - 1.0
-    y, x = torch.meshgrid(c, c, indexing="ij")
-    return x.expand(batch, size, size), y.expand(batch, size, size)
+def _grid(height: int, width: int, batch: int) -> tuple[Tensor, Tensor]:
+    """Pixel-centre scene coordinates ``[batch, H, W]``: y in [-1, 1], x in [-W / H, W / H]."""
+    ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height * 2.0 - 1.0
+    xs = ((torch.arange(width, dtype=torch.float32) + 0.5) / height * 2.0) - width / height
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    return x.expand(batch, height, width), y.expand(batch, height, width)
 
 
 def _background(identity: FaceIdentity, x: Tensor, y: Tensor) -> Tensor:
@@ -69,15 +92,15 @@ def _background(identity: FaceIdentity, x: Tensor, y: Tensor) -> Tensor:
     return ca * (1.0 - w) + cb * w
 
 
-def _feature_window(size: int) -> tuple[slice, slice]:
+def _feature_window(height: int, width: int, placement: Placement) -> tuple[slice, slice]:
     """Rows and columns that can hold eyes, brows, nose and mouth under any pose the motion model makes.
 
-    Features are drawn only inside this window, which is about a third of the image, to save time.
+    Features are drawn only inside this window, which is about a third of the person's box, to save time.
     """
-    lo_x, hi_x = FEATURE_WINDOW_X
-    lo_y, hi_y = FEATURE_WINDOW_Y
-    to_px = lambda v: int(min(max((v + 1.0) * 0.5 * size, 0), size))  # noqa: E731
-    return slice(to_px(lo_y), to_px(hi_y) + 1), slice(to_px(lo_x), to_px(hi_x) + 1)
+    (x0, y0), (x1, y1) = (placement.to_scene(FEATURE_WINDOW_X[i], FEATURE_WINDOW_Y[i]) for i in (0, 1))
+    to_row = lambda v: int(min(max((v + 1.0) * 0.5 * height, 0), height))  # noqa: E731
+    to_col = lambda v: int(min(max((v + width / height) * 0.5 * height, 0), width))  # noqa: E731
+    return slice(to_row(y0), to_row(y1) + 1), slice(to_col(x0), to_col(x1) + 1)
 
 
 def _draw_mouth(
@@ -108,12 +131,15 @@ def _draw_mouth(
 
 def _draw_eyes(
     canvas: Tensor, fx: Tensor, hy: Tensor, blink: Tensor, identity: FaceIdentity, px: float
-) -> Tensor:
-    """Eye whites, irises, pupils, glints, eyelids that close with ``blink`` [B, 1, 1], lashes and brows."""
+) -> tuple[Tensor, Tensor]:
+    """Eye whites, irises, pupils, glints, eyelids that close with ``blink`` [B, 1, 1], lashes and brows.
+
+    Returns the new canvas and the coverage [B, h, w] of both eyes with their brows (slightly dilated)."""
     skin, hair = _rgb(identity.skin_rgb), _rgb(identity.hair_rgb)
     ew = identity.eye_width
     eh = ew * 0.55
     lid_y = -eh + 2.0 * eh * blink
+    region = torch.zeros_like(fx)
     for side in (-1.0, 1.0):
         ex, ey = fx - side * identity.eye_spacing, hy - identity.eye_y
         below_lid = lid_y - ey  # inside (negative) where the eye is not covered by the lid
@@ -131,23 +157,28 @@ def _draw_eyes(
         canvas = composite(canvas, hair * 0.6, coverage(lash, px))
         bx, by = rotate(ex, ey + eh + 0.07, side * identity.brow_tilt)
         canvas = composite(canvas, hair, coverage(capsule_sdf(bx, by, ew * 0.95, 0.016), px))
-    return canvas
+        box = rounded_box_sdf(ex, ey + 0.5 * (eh + 0.07) * 0.9, ew + 0.03, 0.5 * (eh + 0.07) + eh + 0.03, 0.02)
+        region = torch.maximum(region, coverage(box, px))
+    return canvas, region
 
 
-def _render_batch(
-    identity: FaceIdentity, opening: Tensor, pose: Tensor, blink: Tensor, size: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """opening [B], pose [B, 4], blink [B] -> rgb [B, 3, H, W] in [0, 1], face mask, mouth mask [B, H, W]."""
-    batch = opening.shape[0]
-    px = 2.0 / size
-    x, y = _grid(size, batch)
+def _draw_person(
+    canvas: Tensor, x: Tensor, y: Tensor, person: PersonTrack, sl: slice, px: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Draw frames ``sl`` of one person onto canvas [B, 3, H, W] (scene coordinates x, y [B, H, W]).
+
+    Returns the canvas and the person's face, mouth and eye coverage [B, H, W].
+    """
+    identity, place = person.identity, person.placement
+    opening, pose, blink = person.mouth_opening[sl].float(), person.head_pose[sl].float(), person.blink[sl].float()
+    batch, _, height, width = canvas.shape
+    # person-local coordinates: one local unit is ``scale`` scene units, so a pixel is px / scale wide there
+    x, y, px = (x - place.cx) / place.scale, (y - place.cy) / place.scale, px / place.scale
     col = lambda v: v.view(batch, 1, 1)  # noqa: E731 - per-frame scalar -> broadcastable [B, 1, 1]
     dx, dy, roll, yaw = (col(pose[:, i]) for i in range(4))
     op = col(opening)
     skin = _rgb(identity.skin_rgb)
     hair = _rgb(identity.hair_rgb)
-
-    canvas = _background(identity, x, y).expand(batch, 3, size, size).clone()
 
     # Body: shoulders stay put, the neck follows the head half way.
     shoulders = ellipse_sdf(x, y - 1.28, 0.95, 0.52)
@@ -180,17 +211,19 @@ def _render_batch(
     canvas = composite(canvas, skin.view(1, 3, 1, 1) * shade.unsqueeze(1), face_alpha)
 
     # Facial features, drawn inside the feature window only; they shift sideways with yaw.
-    rows, cols = _feature_window(size)
+    rows, cols = _feature_window(height, width, place)
     fx = (hx - YAW_FEATURE_SHIFT * yaw)[:, rows, cols]
     fy = hy[:, rows, cols]
     window = canvas[:, :, rows, cols]
     nose = ellipse_sdf(fx, fy - 0.14, 0.045, 0.022)
     window = composite(window, skin * 0.8, coverage(nose, px) * 0.8)
     window, mouth_window = _draw_mouth(window, fx, fy, op, identity, px)
-    window = _draw_eyes(window, fx, fy, col(blink), identity, px)
+    window, eye_window = _draw_eyes(window, fx, fy, col(blink), identity, px)
     canvas[:, :, rows, cols] = window
-    mouth_mask = torch.zeros(batch, size, size)
+    mouth_mask = torch.zeros(batch, height, width)
     mouth_mask[:, rows, cols] = mouth_window
+    eye_mask = torch.zeros(batch, height, width)
+    eye_mask[:, rows, cols] = eye_window
 
     # Fringe: hair over the forehead, clipped to a slightly enlarged head outline.
     fringe_line = hy - identity.hairline_y + 0.04 * torch.cos(hx * 9.0)
@@ -199,9 +232,58 @@ def _render_batch(
     fringe = intersect(ellipse_sdf(hx, hy, fw + vol * 0.5, upper + vol * 0.5), fringe_line)
     fringe_alpha = coverage(fringe, px)
     canvas = composite(canvas, hair, fringe_alpha)
+    return canvas, face_alpha * (1.0 - fringe_alpha), mouth_mask, eye_mask * (1.0 - fringe_alpha)
 
-    face_mask = face_alpha * (1.0 - fringe_alpha)
-    return canvas.clamp(0.0, 1.0), face_mask, mouth_mask
+
+def render_scene(
+    people: Sequence[PersonTrack], height: int, width: int, background: FaceIdentity | None = None
+) -> RenderedScene:
+    """Render ``T`` frames of one or more people (drawn in order) over ``background``'s gradient (default:
+    the first person's). Masks are per person; where a later person covers an earlier one, the earlier
+    one's masks are cut there."""
+    if height < 16 or width < 16:
+        raise ValueError(f"frames must be at least 16 x 16 pixels, got {width} x {height}")
+    if not people:
+        raise ValueError("a scene needs at least one person")
+    t = people[0].mouth_opening.shape[0]
+    for p in people:
+        if p.mouth_opening.shape != (t,) or p.head_pose.shape != (t, 4) or p.blink.shape != (t,):
+            raise ValueError(
+                f"per-frame state must share T: opening {tuple(p.mouth_opening.shape)}, "
+                f"pose {tuple(p.head_pose.shape)} (want [T, 4]), blink {tuple(p.blink.shape)}"
+            )
+    backdrop = background or people[0].identity
+    px = 2.0 / height
+    frames, masks = [], []
+    for start in range(0, t, RENDER_BATCH):
+        sl = slice(start, min(start + RENDER_BATCH, t))
+        x, y = _grid(height, width, sl.stop - sl.start)
+        canvas = _background(backdrop, x, y).expand(sl.stop - sl.start, 3, height, width).clone()
+        batch_masks: list[list[Tensor]] = []
+        for person in people:
+            canvas, face, mouth, eyes = _draw_person(canvas, x, y, person, sl, px)
+            for earlier in batch_masks:  # this person covers whoever stands behind
+                cover = _person_cover(person, x, y, sl, px)
+                for i in range(3):
+                    earlier[i] = earlier[i] * (1.0 - cover)
+            batch_masks.append([face, mouth, eyes])
+        frames.append((canvas.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8))
+        masks.append(torch.stack([torch.stack(m) for m in batch_masks]))  # [P, 3, B, H, W]
+    stacked = torch.cat(masks, dim=2)
+    return RenderedScene(torch.cat(frames), stacked[:, 0], stacked[:, 1], stacked[:, 2])
+
+
+def _person_cover(person: PersonTrack, x: Tensor, y: Tensor, sl: slice, px: float) -> Tensor:
+    """Coverage [B, H, W] of a person's silhouette (head with hair, neck, shoulders)."""
+    place = person.placement
+    x, y, px = (x - place.cx) / place.scale, (y - place.cy) / place.scale, px / place.scale
+    pose = person.head_pose[sl].float()
+    dx, dy = pose[:, 0].view(-1, 1, 1), pose[:, 1].view(-1, 1, 1)
+    ident = person.identity
+    head = ellipse_sdf(x - dx, y - (HEAD_CENTRE_Y + dy), ident.face_half_width + ident.hair_volume + 0.08,
+                       ident.face_half_height_lower + JAW_DROP + ident.hair_volume)
+    body = union(ellipse_sdf(x, y - 1.28, 0.95, 0.52), rounded_box_sdf(x - 0.5 * dx, y - 0.62, 0.16, 0.32, 0.08))
+    return coverage(union(head, body), px)
 
 
 def render_frames(
@@ -210,29 +292,21 @@ def render_frames(
     head_pose: Tensor,  # [T, 4] (dx, dy, roll, yaw)
     blink: Tensor,  # [T] in [0, 1]
     size: int = 128,
+    placement: Placement = Placement(),
 ) -> RenderedFrames:
     """Render ``T`` frames of one identity at ``size x size`` pixels."""
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
-    t = mouth_opening.shape[0]
-    if head_pose.shape != (t, 4) or blink.shape != (t,):
-        raise ValueError(
-            f"per-frame state must share T: opening {tuple(mouth_opening.shape)}, "
-            f"pose {tuple(head_pose.shape)} (want [T, 4]), blink {tuple(blink.shape)}"
-        )
-    frames, faces, mouths = [], [], []
-    for start in range(0, t, RENDER_BATCH):
-        sl = slice(start, start + RENDER_BATCH)
-        rgb, face, mouth = _render_batch(
-            identity, mouth_opening[sl].float(), head_pose[sl].float(), blink[sl].float(), size
-        )
-        frames.append((rgb * 255.0).round().to(torch.uint8))
-        faces.append(face)
-        mouths.append(mouth)
-    return RenderedFrames(torch.cat(frames), torch.cat(faces), torch.cat(mouths))
+    scene = render_scene([PersonTrack(identity, mouth_opening, head_pose, blink, placement)], size, size)
+    return RenderedFrames(scene.frames, scene.face_mask[0], scene.mouth_mask[0], scene.eye_mask[0])
 
 
-def render_reference(identity: FaceIdentity, size: int = 128) -> Tensor:
+def neutral_track(identity: FaceIdentity, placement: Placement = Placement(), frames: int = 1) -> PersonTrack:
+    """A person in the neutral pose, mouth closed and eyes open, for ``frames`` frames."""
+    zero = torch.zeros(frames)
+    return PersonTrack(identity, zero, torch.zeros(frames, 4), zero, placement)
+
+
+def render_reference(identity: FaceIdentity, size: int = 128, placement: Placement = Placement()) -> Tensor:
     """The identity in its neutral pose, mouth closed and eyes open: ``[3, H, W]`` uint8."""
-    zero = torch.zeros(1)
-    return render_frames(identity, zero, torch.zeros(1, 4), zero, size).frames[0]
+    return render_scene([neutral_track(identity, placement)], size, size).frames[0]

@@ -38,10 +38,11 @@ from talkgen_core.train.latents import LatentBank
 class DiTBatch:
     x0: Tensor  # [B, z, T, h, w] clean target latents
     cond: Tensor  # [B, 4 + z, T, h, w] first-frame mask | conditioning latent
-    audio: Tensor  # [B, 1, C, 5, L, D] per-video-frame audio windows, C = 1 + 4 (T - 1)
+    audio: Tensor  # [B, P, C, 5, L, D] per-video-frame audio windows per speaker, C = 1 + 4 (T - 1)
     clean: Tensor  # [B, 1, T, 1, 1] bool: pinned context latents (kept clean, left out of the loss)
     region: Tensor  # [B, 2, T, h, w] coverage per latent cell: channel 0 face, channel 1 mouth
     memory_noise: Tensor | None = None  # [B, 1, T, 1, 1] noise level of the clean latents (memory recipe)
+    speaker_masks: Tensor | None = None  # [B, P, h, w] the part of the frame each speaker owns (P > 1)
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,11 @@ def _assemble(bank: LatentBank, picks: list[_Pick], video_frames: int, memory_si
     b, _, t, h, w = x0.shape
     mask = first_frame_mask(video_frames, h, w).expand(b, -1, -1, -1, -1)
     cond = torch.cat([mask, torch.stack([p.cond_latent for p in picks])], dim=1)
-    audio = torch.stack(
-        [frame_windows(bank.audio_features[p.clip], p.start_frame, video_frames) for p in picks]
-    ).unsqueeze(1)
+    audio = torch.stack([
+        torch.stack([frame_windows(voice, p.start_frame, video_frames) for voice in bank.audio_features[p.clip]])
+        for p in picks
+    ])
+    masks = None if bank.speaker_masks is None else torch.stack([bank.speaker_masks[p.clip] for p in picks])
     clean = torch.zeros(b, 1, t, 1, 1, dtype=torch.bool)
     for i, p in enumerate(picks):
         clean[i, :, : p.context_latents] = True
@@ -142,11 +145,11 @@ def _assemble(bank: LatentBank, picks: list[_Pick], video_frames: int, memory_si
         ]
     )
     if picks[0].memory is None:
-        return DiTBatch(x0=x0, cond=cond, audio=audio, clean=clean, region=region)
+        return DiTBatch(x0=x0, cond=cond, audio=audio, clean=clean, region=region, speaker_masks=masks)
     memory = torch.stack([p.memory for p in picks])  # [B, z, M, h, w]
     m = memory.shape[2]
     cond, audio = with_memory(cond, audio, m)
     clean = torch.cat([torch.ones(b, 1, m, 1, 1, dtype=torch.bool), clean], dim=2)
     region = torch.cat([torch.zeros(b, 2, m, h, w), region], dim=2)
     return DiTBatch(x0=torch.cat([memory, x0], dim=2), cond=cond, audio=audio, clean=clean, region=region,
-                    memory_noise=clean.float() * memory_sigma)
+                    memory_noise=clean.float() * memory_sigma, speaker_masks=masks)

@@ -26,6 +26,9 @@ class TrainConfig:
     val_clips: int = 4  # held-aside clips (other identities) for the validation loss
     clip_frames: int = 125  # 1 + 4k frames per clip (5 s)
     reference_positions: int = 3  # frames per clip whose fresh stream + condition latents are cached
+    vary_placement: bool = False  # solo faces at varied positions and scales (data.solo_placement)
+    pair_clips: int = 0  # two-person clips (side by side on a 2 size x size frame, turns and overlaps)
+    pair_share: float = 0.0  # share of DiT steps on a batch of two-person clips (two audio streams, label RoPE)
     # chunk geometry (video frames, each 1 + 4k)
     stage1_frames: int = 33  # short clips: audio-lip alignment
     chunk_frames: int = 81  # stage 2: the streaming sampler's chunk
@@ -47,6 +50,7 @@ class TrainConfig:
     vae_lr: float = 3e-3  # held-out L1 after 6 min of images: 0.074 at 1e-3, 0.046 at 3e-3
     vae_latent_l2: float = 1e-4  # keeps the latent scale bounded before it is normalised away
     vae_mouth_weight: float = 4.0  # extra L1 weight on the mouth (small but what matters most)
+    vae_eye_weight: float = 0.0  # extra L1 weight on the eyes and brows (small details a narrow VAE drops)
     # DiT stages
     dit_batch: int = 4
     dit_lr: float = 3e-4
@@ -92,11 +96,29 @@ class TrainConfig:
                              f"{self.memory_sigma}")
         if self.size % 16:
             raise ValueError(f"size must be a multiple of 16 (VAE 8x times DiT 2x2 patches), got {self.size}")
+        if self.pair_clips < 0 or not 0.0 <= self.pair_share <= 1.0 or (self.pair_share > 0) != (self.pair_clips > 0):
+            raise ValueError(f"pair_clips ({self.pair_clips}) and pair_share ({self.pair_share}) must be both zero "
+                             "or both positive, with pair_share in [0, 1]")
         if not 0 < self.vae_crop <= self.size or self.vae_crop % 8:
             raise ValueError(f"vae_crop must be a multiple of 8 in (0, size], got {self.vae_crop}")
 
 
 DEMO = TrainConfig(name="demo")
+
+# Demo v2: faces anywhere in the frame, two-person scenes, a wider VAE that keeps the eyes.
+DEMO_V2 = replace(
+    DEMO,
+    name="demo-v2",
+    vae="demo-v2",
+    num_clips=96,
+    reference_positions=2,
+    vary_placement=True,
+    pair_clips=32,
+    pair_share=0.3,
+    vae_eye_weight=6.0,
+    vae_share=0.3,
+    stage1_share=0.25,
+)
 
 SMOKE = replace(
     DEMO,
@@ -124,7 +146,10 @@ SMOKE = replace(
     checkpoint_every_s=30.0,
 )
 
-TRAIN_CONFIGS: dict[str, TrainConfig] = {c.name: c for c in (DEMO, SMOKE)}
+# The v2 recipe's stages in seconds: placements, two-person batches, the eye weight.
+SMOKE_V2 = replace(SMOKE, name="smoke-v2", vary_placement=True, pair_clips=2, pair_share=0.5, vae_eye_weight=6.0)
+
+TRAIN_CONFIGS: dict[str, TrainConfig] = {c.name: c for c in (DEMO, DEMO_V2, SMOKE, SMOKE_V2)}
 
 
 def get_train_config(name_or_config: str | TrainConfig) -> TrainConfig:

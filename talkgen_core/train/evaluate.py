@@ -49,7 +49,9 @@ def evaluate_demo(
     seconds: float = 6.0,
     fps: float = 25.0,
     identity_seed: int = EVAL_IDENTITY_SEED,
+    **settings: object,
 ) -> DemoEvaluation:
+    """``settings``: sampling settings for ``generate`` (steps, audio_cfg, preset, ...); default: the demo preset."""
     from talkgen_core.pipeline import Models, generate
     from talkgen_core.sampling.chunks import ChunkPlan
 
@@ -61,7 +63,7 @@ def evaluate_demo(
     with torch.no_grad():
         result = generate(
             audio=audio, image=reference, models=models, fps=fps, size=f"{size}x{size}", seed=0,
-            chunk_frames=CHUNK_FRAMES, context_frames=CONTEXT_FRAMES,
+            chunk_frames=CHUNK_FRAMES, context_frames=CONTEXT_FRAMES, **settings,
         )  # fmt: skip
     assert result.images is not None
     frames = result.images.permute(0, 3, 1, 2) * 2.0 - 1.0  # [T, 3, H, W] in [-1, 1]

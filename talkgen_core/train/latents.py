@@ -8,8 +8,9 @@ Per clip (F frames, latent size h x w, z channels, chunk of C frames = 1 + 4 (T 
   targets, whose latent 0 is the reference frame alone.
 - ``conditions``: ``encode(reference frame, then grey frames)`` over C frames for each reference position
   and, last, the neutral portrait: ``[R + 1, z, T, h, w]`` (the sampler's conditioning latent).
-- ``audio_features``: the fixed wav2vec2's hidden states per video frame, ``[F, L, D]``.
+- ``audio_features``: the fixed wav2vec2's hidden states per video frame, per speaker, ``[P, F, L, D]``.
 - ``face`` / ``mouth``: pixel coverage averaged over each latent cell, per video frame, ``[F, h, w]``.
+- ``speaker_masks``: two-person clips only, the part of the latent grid each speaker owns, ``[P, h, w]``.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ class LatentBank:
     start_frames: tuple[int, ...]  # R reference positions (frame indices)
     start_streams: Tensor  # [N, R, z, T, h, w]
     conditions: Tensor  # [N, R + 1, z, T, h, w]; index R is the neutral portrait
-    audio_features: Tensor  # [N, F, L, D]
+    audio_features: Tensor  # [N, P, F, L, D]
     face: Tensor  # [N, F, h, w]
     mouth: Tensor  # [N, F, h, w]
+    speaker_masks: Tensor | None = None  # [N, P, h, w] (P > 1)
 
     @property
     def num_clips(self) -> int:
@@ -84,7 +86,8 @@ def build_latent_bank(vae: WanVAE, wav2vec2: nn.Module, bank: ClipBank, config: 
         conds.append(
             torch.stack([encode_video(vae, _condition_clip(r, config.chunk_frames))[0] for r in references])
         )
-        feats.append(encode_speech(wav2vec2, bank.audio[n], fps=bank.fps, sample_rate=bank.sample_rate).float())
+        feats.append(torch.stack([encode_speech(wav2vec2, voice, fps=bank.fps, sample_rate=bank.sample_rate).float()
+                                  for voice in bank.audio[n]]))
         faces.append(_pool_to_latent(bank.face[n], stride))
         mouths.append(_pool_to_latent(bank.mouth[n], stride))
     return LatentBank(
@@ -95,4 +98,5 @@ def build_latent_bank(vae: WanVAE, wav2vec2: nn.Module, bank: ClipBank, config: 
         audio_features=torch.stack(feats),
         face=torch.stack(faces),
         mouth=torch.stack(mouths),
+        speaker_masks=None if bank.speaker_masks is None else F.avg_pool2d(bank.speaker_masks, stride),
     )

@@ -11,6 +11,10 @@ Stages, in order, each on its share of ``minutes``:
 3. ``stage2``: full-length chunks, mostly continuations of the clip's own past with a reference near the
    chunk (``batches``).
 
+With ``pair_clips`` a share ``pair_share`` of the DiT steps (both stages) trains on two-person clips: each
+speaker's own voice as a separate audio stream, routed by label RoPE with per-sample speaker masks (the
+official multi-speaker recipe), and the loss weighted up on both faces and mouths.
+
 Rendering the synthetic clips ("data") and caching latents ("cache") are timed too and come out of the DiT
 stages' share, so the whole run fits in ``minutes`` (the end-of-run evaluation comes after it).
 
@@ -45,7 +49,7 @@ from talkgen_core.models.dit import build_dit
 from talkgen_core.models.vae import build_vae
 from talkgen_core.train.batches import sample_dit_batch
 from talkgen_core.train.config import TrainConfig
-from talkgen_core.train.data import ClipBank, render_clip_bank
+from talkgen_core.train.data import ClipBank, render_clip_bank, render_pair_bank
 from talkgen_core.train.evaluate import evaluate_demo
 from talkgen_core.train.latents import LatentBank, build_latent_bank
 from talkgen_core.train.objective import flow_matching_loss
@@ -139,8 +143,10 @@ class Trainer:
         self.progress = Progress()
         self.train_clips: ClipBank | None = None
         self.val_clips: ClipBank | None = None
+        self.pair_clips: ClipBank | None = None
         self.train_latents: LatentBank | None = None
         self.val_latents: LatentBank | None = None
+        self.pair_latents: LatentBank | None = None
         self.final_loss: dict[str, float] = {}
         self.final_val_loss: float | None = None
         self.evaluation: dict | None = None
@@ -175,6 +181,8 @@ class Trainer:
         self.log.progress("[data] rendering the synthetic talking-face clips", force=True)
         self.train_clips = render_clip_bank(self.config, 0, self.config.num_clips)
         self.val_clips = render_clip_bank(self.config, self.config.num_clips, self.config.val_clips)
+        if self.config.pair_clips:
+            self.pair_clips = render_pair_bank(self.config, 0, self.config.pair_clips)
         self.progress.seconds["data"] = self.progress.seconds.get("data", 0.0) + time.monotonic() - started
 
     def _ensure_latents(self) -> None:
@@ -188,10 +196,13 @@ class Trainer:
         self.log.progress("[cache] encoding clips with the frozen VAE and audio encoder", force=True)
         self.train_latents = build_latent_bank(self.vae, self.wav2vec2, self.train_clips, self.config)
         self.val_latents = build_latent_bank(self.vae, self.wav2vec2, self.val_clips, self.config)
+        if self.pair_clips is not None:
+            self.pair_latents = build_latent_bank(self.vae, self.wav2vec2, self.pair_clips, self.config)
         seconds = time.monotonic() - started
         self.progress.seconds["cache"] = self.progress.seconds.get("cache", 0.0) + seconds
         self.log.record(stage="cache", event="latent_bank_ready", seconds=round(seconds, 1),
-                        clips=self.train_latents.num_clips + self.val_latents.num_clips)
+                        clips=self.train_latents.num_clips + self.val_latents.num_clips
+                        + (self.pair_latents.num_clips if self.pair_latents is not None else 0))
 
     # ------------------------------------------------------------------ stages
     def _budget(self, stage: str) -> float:
@@ -309,7 +320,8 @@ class Trainer:
             for group in self.dit_opt.param_groups:
                 group["lr"] = cfg.dit_lr * factor
             gen = _batch_generator(cfg.seed, stage, step)
-            batch = sample_dit_batch(self.train_latents, cfg, stage_index, gen)
+            pair = self.pair_latents is not None and float(torch.rand((), generator=gen)) < cfg.pair_share
+            batch = sample_dit_batch(self.pair_latents if pair else self.train_latents, cfg, stage_index, gen)
             result = flow_matching_loss(
                 self.dit, batch, gen, shift=cfg.time_shift, audio_dropout=cfg.audio_dropout,
                 face_weight=cfg.face_weight, mouth_weight=cfg.mouth_weight,
@@ -375,14 +387,15 @@ class Trainer:
 
     def export(self) -> Path:
         """Write the inference weights (EMA DiT, folded VAE, fixed wav2vec2) under the pipeline's names."""
-        from talkgen_core.pipeline import DEMO_WEIGHT_FILES
+        from talkgen_core.models.demo import CONFIG_METADATA_KEY, DEMO_WEIGHT_FILES
 
         weights_dir = self.out_dir / "weights"
         weights_dir.mkdir(parents=True, exist_ok=True)
-        parts = {"dit": self.ema.module, "vae": self.vae, "wav2vec2": self.wav2vec2}
-        for part, module in parts.items():
+        parts = {"dit": (self.ema.module, self.config.dit), "vae": (self.vae, self.config.vae),
+                 "wav2vec2": (self.wav2vec2, self.config.wav2vec2)}
+        for part, (module, config_name) in parts.items():
             tensors = {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}
-            save_file(tensors, str(weights_dir / DEMO_WEIGHT_FILES[part]))
+            save_file(tensors, str(weights_dir / DEMO_WEIGHT_FILES[part]), metadata={CONFIG_METADATA_KEY: config_name})
         summary = {"config": asdict(self.config), "progress": asdict(self.progress), "final_loss": self.final_loss,
                    "final_val_loss": self.final_val_loss}
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -42,8 +42,13 @@ def noise_fractions(batch_size: int, shift: float, generator: torch.Generator) -
 
 def loss_weights(batch: DiTBatch, face_weight: float, mouth_weight: float) -> Tensor:
     """[B, 1, T, h, w]: region weights, zero on the pinned context latents."""
-    weights = 1.0 + face_weight * batch.region[:, :1] + mouth_weight * batch.region[:, 1:]
-    return weights * (~batch.clean).float()
+    return region_loss_weights(batch.region, batch.clean, face_weight, mouth_weight)
+
+
+def region_loss_weights(region: Tensor, clean: Tensor, face_weight: float, mouth_weight: float) -> Tensor:
+    """region [B, 2, T, h, w] (face, mouth coverage), clean [B, 1, T, 1, 1] -> weights [B, 1, T, h, w]."""
+    weights = 1.0 + face_weight * region[:, :1] + mouth_weight * region[:, 1:]
+    return weights * (~clean).float()
 
 
 def flow_matching_loss(
@@ -65,7 +70,8 @@ def flow_matching_loss(
     xt = torch.where(batch.clean, context, (1.0 - s_) * x0 + s_ * noise)
     keep_audio = (torch.rand(b, generator=generator) >= audio_dropout).float().view(b, 1, 1, 1, 1, 1)
     text = torch.zeros(b, 1, dit.config.text_dim)
-    v = dit(xt, s * NUM_TRAIN_TIMESTEPS, text, batch.cond, audio=batch.audio * keep_audio)
+    v = dit(xt, s * NUM_TRAIN_TIMESTEPS, text, batch.cond, audio=batch.audio * keep_audio,
+            speaker_masks=batch.speaker_masks)
     err = (v - (noise - x0)).pow(2)
     weights = loss_weights(batch, face_weight, mouth_weight)
     generated = (~batch.clean).float()

@@ -14,7 +14,7 @@ temporal upsampling convolutions (``decoder_temporal_parameters``). The encoder 
 space the DiT learns is the one the image phase made. (Training the whole VAE on clips, batch 1, made held-out
 reconstructions worse on a CPU.)
 
-The loss is L1 on the decoded mean latent, weighted up on the mouth, plus a small L2 on the latents to keep
+The loss is L1 on the decoded mean latent, weighted up on the mouth (and the eyes, ``vae_eye_weight``), plus a small L2 on the latents to keep
 their scale bounded (the deterministic "L1 on mu" variant; no sampling).
 
 The "demo" config (the "tiny" structure) normalises latents with mean 0 / std 1, so after training the
@@ -60,7 +60,10 @@ def sample_vae_batch(
         crop = bank.frames[n, s : s + t, :, y : y + c, x : x + c]  # [T, 3, c, c]
         frames.append(to_model_pixels(crop).permute(1, 0, 2, 3))
         mouth = bank.mouth[n, s : s + t, y : y + c, x : x + c].float() / 255.0  # [T, c, c]
-        weights.append((1.0 + config.vae_mouth_weight * mouth).unsqueeze(0))
+        weight = 1.0 + config.vae_mouth_weight * mouth
+        if bank.eye is not None and config.vae_eye_weight:
+            weight = weight + config.vae_eye_weight * bank.eye[n, s : s + t, y : y + c, x : x + c].float() / 255.0
+        weights.append(weight.unsqueeze(0))
     return VAEBatch(torch.stack(frames), torch.stack(weights))
 
 

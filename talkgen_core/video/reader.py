@@ -148,3 +148,13 @@ class VideoReader:
         self._restart(0.0)
         while self._decode_next():
             yield self._cache[-1]
+
+
+def read_images(path: Union[str, Path]) -> "torch.Tensor":
+    """Every frame of a video file as ``[T, H, W, 3]`` floats in [0, 1] (ComfyUI's IMAGE): the whole video in
+    memory, for hosts whose frame outputs are tensors."""
+    import torch
+
+    with VideoReader(path) as reader:
+        frames = [torch.from_numpy(frame) for _, frame in reader.iter_frames()]
+    return torch.stack(frames).float() / 255.0

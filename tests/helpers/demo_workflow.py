@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 DEMO = "talkgen-demo (embedded)"
 DROPPED = {"CLIPLoader", "CLIPTextEncode", "CLIPVisionLoader", "CLIPVisionEncode", "ModelPatchLoader"}
 QUICK_SAMPLER = {"size": "demo", "steps": 2}
+QUICK_REFINER = {"steps": 1, "scale": 1.0}
 
 
 def make_demo_lora(path: Path, rank: int = 2, seed: int = 0) -> Path:
@@ -56,4 +57,6 @@ def demo_graph(graph: dict, lora_name: str) -> dict:
             inputs.update(lora=lora_name)
         elif kind == "TalkGenSampler":
             inputs.update(QUICK_SAMPLER)
+        elif kind == "TalkGenRefiner":
+            inputs.update(QUICK_REFINER)
     return graph

@@ -75,12 +75,14 @@ def test_model_folders_are_registered(server):
     assert {"diffusion_models", "model_patches", "audio_encoders", "vae", "loras"} <= set(folders)
 
 
-def test_the_demo_workflow_runs_as_shipped(tmp_path):
-    """No file copied by hand: the pack puts its example inputs where Load Image / Load Audio find them."""
+@pytest.mark.parametrize("name", ["talkgen_demo", "talkgen_demo_two_speakers"])
+def test_the_demo_workflows_run_as_shipped(tmp_path, name):
+    """No file copied by hand: the pack puts its example inputs where Load Image / Load Audio find them. The
+    two-speaker demo runs two faces and two voices on the embedded model."""
     with running_comfyui(tmp_path) as url:
         inputs = get_json(f"{url}/object_info/LoadImage")["LoadImage"]["input"]["required"]["image"][0]
-        assert "talkgen_face.png" in inputs
-        graph = _api("talkgen_demo")
+        assert {"talkgen_face.png", "talkgen_two_people.png"} <= set(inputs)
+        graph = _api(name)
         record = _writer_record(graph, run_prompt(url, graph))
         assert output_file(tmp_path, record).stat().st_size > 1000
 

@@ -16,7 +16,7 @@ def test_latent_bank_layout(latent_bank, smoke_config, smoke_models):
     r = len(latent_bank.start_frames)
     assert latent_bank.start_streams.shape == (n, r, vae.z_dim, t, h, h)
     assert latent_bank.conditions.shape == (n, r + 1, vae.z_dim, t, h, h)
-    assert latent_bank.audio_features.shape == (n, c.clip_frames, wav2vec2.config.num_layers, wav2vec2.config.hidden_size)
+    assert latent_bank.audio_features.shape == (n, 1, c.clip_frames, wav2vec2.config.num_layers, wav2vec2.config.hidden_size)
     assert latent_bank.face.shape == latent_bank.mouth.shape == (n, c.clip_frames, h, h)
 
 

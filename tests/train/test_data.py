@@ -9,7 +9,7 @@ def test_clip_bank_shapes_and_determinism(clip_bank, smoke_config):
     n, f, s = c.num_clips, c.clip_frames, c.size
     assert clip_bank.frames.shape == (n, f, 3, s, s) and clip_bank.frames.dtype == torch.uint8
     assert clip_bank.face.shape == clip_bank.mouth.shape == (n, f, s, s)
-    assert clip_bank.audio.shape == (n, int(f * 16000 / c.fps))
+    assert clip_bank.audio.shape == (n, 1, int(f * 16000 / c.fps))
     assert clip_bank.references.shape == (n, 3, s, s)
     again = render_clip_bank(c, 0, 1)
     assert torch.equal(again.frames[0], clip_bank.frames[0]) and torch.equal(again.audio[0], clip_bank.audio[0])

@@ -15,7 +15,7 @@ class RecordingModel(nn.Module):
         self.config = type("Cfg", (), {"text_dim": text_dim})()
         self.calls: list[dict] = []
 
-    def forward(self, x, t, context, cond, audio=None):
+    def forward(self, x, t, context, cond, audio=None, speaker_masks=None):
         self.calls.append({"x": x.clone(), "t": t.clone(), "context": context, "audio": audio})
         return torch.zeros_like(x)
 

@@ -1,0 +1,59 @@
+"""``refine`` and ``generate --refine`` on the demo model: size doubled, frames and soundtrack kept, temp removed."""
+
+from __future__ import annotations
+
+import warnings
+
+import av
+import pytest
+
+from helpers.demo_fixtures import inputs  # noqa: F401 (pytest fixture)
+from talkgen_core.cli import main
+from talkgen_core.pipeline import DemoWeightsWarning
+
+FAST = ["--chunk-frames", "17", "--context-frames", "5", "--steps", "1"]
+
+
+def probe(path) -> tuple[int, int, int, bool]:
+    """(frames, width, height, has audio)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        size = (stream.codec_context.width, stream.codec_context.height)
+        return sum(1 for _ in container.decode(stream)), *size, bool(container.streams.audio)
+
+
+def quiet_main(args: list[str]) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DemoWeightsWarning)
+        return main(args)
+
+
+def test_generate_with_refine_then_refine_again(inputs, tmp_path, capsys):
+    out = tmp_path / "hr.mp4"
+    code = quiet_main(["generate", "--image", str(inputs / "face.png"), "--audio", str(inputs / "a.wav"), "--fps",
+                       "20", "--size", "16x16", "--out", str(out), "--refine", "--refine-strength", "0.6",
+                       "--job-dir", "job", *FAST])
+    assert code == 0 and probe(out) == (20, 32, 32, True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.mp4", "job"]  # the low-resolution temp is gone
+    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["generate", "refine"]
+    assert "20 frames at 20 fps (32x32)" in capsys.readouterr().out
+
+    again = tmp_path / "hr2.mp4"
+    assert quiet_main(["refine", "--video", str(out), "--image", str(inputs / "face.png"), "--out", str(again),
+                       "--scale", "1.5", *FAST]) == 0
+    assert probe(again) == (20, 48, 48, True)
+
+
+def test_refine_refuses_bad_options(inputs, tmp_path, capsys):
+    base = ["refine", "--video", str(tmp_path / "missing.mp4"), "--image", str(inputs / "face.png"), "--out",
+            str(tmp_path / "o.mp4")]
+    assert quiet_main([*base, "--strength", "1"]) == 2
+    assert "--strength must be in (0, 1)" in capsys.readouterr().err
+    assert quiet_main([*base, "--scale", "0"]) == 2
+    assert "--scale: scale must be greater than 0" in capsys.readouterr().err
+    assert quiet_main(base) == 2
+    assert "missing.mp4" in capsys.readouterr().err
+    assert quiet_main(["generate", "--image", str(inputs / "face.png"), "--audio", str(inputs / "a.wav"), "--out",
+                       str(tmp_path / "o.mp4"), "--refine", "--refine-strength", "1.5"]) == 2
+    assert "--refine-strength must be in (0, 1), got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "o.lowres.mp4").exists()
