@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from helpers.pack_import import REPO_ROOT, import_pack_like_comfyui
 from talkgen_core.audio.encoder_configs import get_wav2vec2_config

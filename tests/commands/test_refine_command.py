@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import av
-import pytest
 
 from helpers.demo_fixtures import inputs  # noqa: F401 (pytest fixture)
 from talkgen_core.cli import main

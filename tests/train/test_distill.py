@@ -9,7 +9,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from talkgen_core.audio.wav2vec2 import build_wav2vec2
-from talkgen_core.models.demo import CONFIG_METADATA_KEY, DEMO_WEIGHT_FILES
+from talkgen_core.models.demo import CONFIG_METADATA_KEY, DEMO_WEIGHT_FILES, DemoWeightsWarning
 from talkgen_core.models.dit import build_dit
 from talkgen_core.models.vae import build_vae
 from talkgen_core.sampling.schedules import flow_timesteps
@@ -81,5 +81,5 @@ def test_a_short_run_writes_the_student_its_grid_and_its_record(tmp_path):
         assert meta[CONFIG_METADATA_KEY] == "tiny"
     saved = json.loads((tmp_path / "out" / RECORD_FILE).read_text())
     assert saved["config"]["teacher_steps"] == SMOKE_STUDENT.teacher_steps and saved["steps"] == record.steps
-    with pytest.raises(FileNotFoundError, match="trained teacher"):
+    with pytest.warns(DemoWeightsWarning), pytest.raises(FileNotFoundError, match="trained teacher"):
         distill(SMOKE_STUDENT, tmp_path / "empty", tmp_path / "out2", minutes=0.05)
