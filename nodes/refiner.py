@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from talkgen_core.pipeline import Models
@@ -15,7 +14,7 @@ from talkgen_core.video.reader import read_images
 
 from . import host
 from .conditioning import _video_source
-from .sampler import _NodeProgress, dit_for_run, job_root, prune_temp_videos
+from .sampler import _NodeProgress, dit_for_run, job_root, new_temp_video
 from .types import ANY_MODEL, ANY_VAE, CATEGORY, MODEL_PATCH, SPEECH
 from .vae_adapter import as_video_autoencoder
 
@@ -78,10 +77,7 @@ class Refiner:
             raise ValueError("TalkGen Refiner: connect exactly one of video or frames")
         source = _video_source(video)[0] if video is not None else frames
         root, automatic = job_root(job_dir)
-        videos = host.temp_directory() / "talkgen" / "videos"
-        if videos.is_dir():
-            prune_temp_videos(videos)
-        out = videos / f"{uuid.uuid4().hex}.mp4"
+        out = new_temp_video()
         clip = None if clip_vision_output is None else clip_vision_output.penultimate_hidden_states
         try:
             with dit_for_run(model, model_patch) as dit:

@@ -51,6 +51,14 @@ def job_root(job_dir: str) -> tuple[Path, bool]:
 KEPT_TEMP_VIDEOS = 16
 
 
+def new_temp_video() -> Path:
+    """A fresh path in ComfyUI's temp folder for a node's VIDEO output, the older ones pruned first."""
+    videos = host.temp_directory() / "talkgen" / "videos"
+    if videos.is_dir():
+        prune_temp_videos(videos)
+    return videos / f"{uuid.uuid4().hex}.mp4"
+
+
 def prune_temp_videos(folder: Path, keep: int = KEPT_TEMP_VIDEOS) -> list[Path]:
     """Delete all but the ``keep`` newest sampler videos in ``folder``; returns the deleted ones.
 
@@ -236,10 +244,7 @@ class Sampler:
             preset = own
         if preset != DEFAULT_PRESET:  # the preset's values, not the widgets'
             chosen = dict.fromkeys(PRESET_SETTINGS)
-        videos = host.temp_directory() / "talkgen" / "videos"
-        if videos.is_dir():
-            prune_temp_videos(videos)
-        out = videos / f"{uuid.uuid4().hex}.mp4"
+        out = new_temp_video()
         clip = None if clip_vision_output is None else clip_vision_output.penultimate_hidden_states
         try:
             with dit_for_run(model, model_patch) as dit:
