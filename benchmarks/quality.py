@@ -39,6 +39,13 @@ renders, and measured at the renderer's ground-truth boxes (``talkgen_core.metri
   column masks), two held-out voices in turns without overlap (each mouth r >= 0.5 with its own voice,
   <= 0.15 with the other's) and both at once (own r >= 0.4).
 
+* ``refiner``: the long video of the example face refined by the embedded refiner to twice the size, against a
+  bicubic upscale of the same low-resolution video, both at the refined size: eye detail (target >= 0.5 of the
+  reference's), face error to the reference over the face without its mouth box (target below bicubic's), its
+  slope over the video (identity drift) and the face colour drift (targets: no steeper than bicubic's), lip sync at
+  the mouth box (target: lag within +-1, r >= 0.9 of the low-resolution video's), and seconds per second of video
+  of each stage.
+
 ``--quick`` shortens everything (one strategy, seconds of video) for a smoke test. ``--json`` writes
 ``{"strategies": [rows], "measures": {name: {number: value}}}`` (the parts that ran).
 
@@ -64,6 +71,7 @@ from pathlib import Path
 import numpy as np
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 HELD_OUT_IDENTITY = 11  # below FIRST_TRAINING_IDENTITY_SEED, and not one of the example_inputs faces
@@ -162,7 +170,7 @@ def measure(frames, boundaries, image, audio, seconds, peak_mib) -> dict:
 # Each measure is a function of frames and ground truth (the renderer's boxes and colours), so it can be checked
 # on the renderer's own clips; ``demo_measures`` renders the videos with the model and calls them.
 
-MEASURES = ("strategies", "eye-detail", "moved-face", "head-motion", "silent-mouth", "two-speakers")
+MEASURES = ("strategies", "eye-detail", "moved-face", "head-motion", "silent-mouth", "two-speakers", "refiner")
 MOVED_PLACEMENT = (0.2, -0.15, 0.75)  # Placement(cx, cy, scale): the example face at 75 %, right of and above centre
 PAIR_IDENTITIES = (8, 9)  # example_inputs/two_people.png
 SECOND_SPEECH_SEED = 434343  # the second held-out voice (training speech seeds are the clip indices, < 10^6)
@@ -176,6 +184,10 @@ TARGETS = {
     "two_speakers.turns_own_r_left": ">= 0.5", "two_speakers.turns_own_r_right": ">= 0.5",
     "two_speakers.turns_other_r_left": "<= 0.15", "two_speakers.turns_other_r_right": "<= 0.15",
     "two_speakers.both_own_r_left": ">= 0.4", "two_speakers.both_own_r_right": ">= 0.4",
+    "refiner.eye_detail_refined": ">= 0.5", "refiner.face_error_refined": "< face_error_bicubic",
+    "refiner.best_lag_refined": "-1..1", "refiner.r_refined": ">= 0.9 r_low",
+    "refiner.identity_slope_per_min_refined": "|x| <= bicubic's",
+    "refiner.colour_slope_per_min_refined": "|x| <= bicubic's",
 }  # fmt: skip
 
 
@@ -316,8 +328,57 @@ def measure_two_speakers(frames: Tensor, voices: Tensor, mouths: list) -> dict:
             "other_r_left": round(float(r[0, 1]), 3), "other_r_right": round(float(r[1, 0]), 3)}
 
 
+def face_pixels(identity, size: int, mouth) -> Tensor:
+    """[H, W] bool: the neutral face's skin at ``size`` pixels, without its ``mouth`` box (a mouth that moves
+    differs from the closed reference however well it is drawn)."""
+    from talkgen_core.synth.render import neutral_track, render_scene
+
+    skin = render_scene([neutral_track(identity)], size, size).face_mask[0, 0] > 0.5
+    return skin & ~mouth.mask()
+
+
+def measure_refiner(low: Tensor, refined: Tensor, reference: Tensor, eye_pixels: Tensor, face: Tensor,
+                    mouths: tuple, audio: Tensor, seconds: dict) -> dict:
+    """The refiner at the refined size: low-resolution frames [T, 3, h, w], refined [T, 3, H, W] and the reference
+    [3, H, W] (in [-1, 1]) against a bicubic upscale of the low-resolution frames: eye detail (mean ratio to the
+    reference's), face error (mean |difference| to the reference in grey levels over ``face`` pixels) and its slope
+    (identity drift), face colour drift, lip sync at the mouth boxes (``mouths``: low and high resolution), and
+    seconds per second of video of each stage (``seconds``: {"low": s, "refine": s})."""
+    from talkgen_core.metrics import correlation_near, detail_ratio, drift, lip_sync
+    from talkgen_core.metrics.drift import slope_per_second
+
+    bicubic = F.interpolate(low, size=refined.shape[-2:], mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
+    result: dict = {}
+    for name, frames in (("refined", refined), ("bicubic", bicubic)):
+        error = (frames - reference).abs()[:, :, face].mean(dim=(1, 2)) * 127.5  # [T] grey levels
+        result[f"eye_detail_{name}"] = round(float(detail_ratio(frames, reference, eye_pixels).mean()), 3)
+        result[f"face_error_{name}"] = round(float(error.mean()), 2)
+        result[f"identity_slope_per_min_{name}"] = round(60 * slope_per_second(error, FPS), 3)
+        result[f"colour_slope_per_min_{name}"] = round(60 * drift(frames, reference, FPS).face_colour_slope, 3)
+    for name, frames, mouth in (("low", low, mouths[0]), ("refined", refined, mouths[1])):
+        sync = lip_sync(frames, audio, SAMPLE_RATE, FPS, region=mouth.mask())
+        result[f"best_lag_{name}"], result[f"r_{name}"] = sync.best_lag, round(correlation_near(sync), 3)
+    video_s = low.shape[0] / FPS
+    result.update({f"s_per_video_s_{stage}": round(s / video_s, 2) for stage, s in seconds.items()})
+    return result
+
+
+def render_refined(low: Tensor, reference: Tensor, audio: Tensor, seed: int, weights_dir: Path | None) -> Tensor:
+    """The embedded refiner (shipped, or from ``weights_dir``) on frames [T, 3, h, w] in [-1, 1] with their speech
+    [S] and the reference [3, H, W]: [T, 3, H, W] in [-1, 1]."""
+    from talkgen_core.pipeline import load_demo_refiner
+    from talkgen_core.refine import refine_video
+
+    models = load_demo_refiner(weights_dir=weights_dir)
+    frames = (low.permute(0, 2, 3, 1) + 1.0) / 2.0  # ComfyUI's IMAGE layout, [0, 1]
+    soundtrack = {"waveform": audio[None, None], "sample_rate": SAMPLE_RATE}
+    with torch.no_grad():
+        result = refine_video(frames, reference, audio=soundtrack, fps=FPS, models=models, seed=seed)
+    return result.images.permute(0, 3, 1, 2) * 2.0 - 1.0
+
+
 def demo_measures(names: list[str], models, height: int, sync_seconds: float, long_seconds: float,
-                  training_clips: int, clip_frames: int, seed: int) -> dict:
+                  training_clips: int, clip_frames: int, seed: int, weights_dir: Path | None = None) -> dict:
     """Render what the named measures need with ``models`` and measure it: {measure: {number: value}}."""
     from talkgen_core.metrics import feature_boxes
     from talkgen_core.synth import sample_identity, synthesize_speech
@@ -360,6 +421,20 @@ def demo_measures(names: list[str], models, height: int, sync_seconds: float, lo
                measure_two_speakers(render_demo(models, pair, list(turns), seed), turns, mouths).items()}
         both = measure_two_speakers(render_demo(models, pair, list(voices), seed), voices, mouths)
         results["two_speakers"] = {**row, **{f"both_{k}": v for k, v in both.items()}}
+    if "refiner" in names:
+        large = 2 * height
+        speech = synthesize_speech(SPEECH_SEED, int(long_seconds * SAMPLE_RATE))
+        started = time.perf_counter()
+        low = render_demo(models, reference, speech, seed)
+        seconds = {"low": time.perf_counter() - started}
+        sharp = unit_float(render_reference(face, large))
+        started = time.perf_counter()
+        refined = render_refined(low, sharp, speech, seed, weights_dir)
+        seconds["refine"] = time.perf_counter() - started
+        boxes = feature_boxes([(face, Placement())], large, large)[0]
+        results["refiner"] = measure_refiner(low, refined, sharp, boxes.eye_pixels,
+                                             face_pixels(face, large, boxes.mouth), (portrait.mouth, boxes.mouth),
+                                             speech, seconds)
     return results
 
 
@@ -428,7 +503,7 @@ def main() -> None:
         clip_frames = pick(None, TRAINING_CLIP_FRAMES, QUICK_CLIP_FRAMES)
         results = demo_measures(demo, models, args.size, pick(args.sync_seconds, 12.0, 4.0),
                                 pick(args.long_seconds, 120.0, 4.0), pick(args.training_clips, 8, 2), clip_frames,
-                                args.seed)
+                                args.seed, args.weights)
         print_measures(results)
         report["measures"] = results
     if args.json:

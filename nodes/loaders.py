@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 
-from talkgen_core.models.handles import LoadedDiT, load_demo_parts, load_dit_handle
+from talkgen_core.models.handles import LoadedDiT, load_demo_parts, load_dit_handle, load_refiner_handle
 from talkgen_core.models.layers import convert_weights
 
 from . import host
-from .types import AUDIO_ENCODER, CATEGORY, DEMO_CHOICE, DEMO_DISTILLED_CHOICE, MODEL, NONE_CHOICE, VAE_OURS
+from .types import (AUDIO_ENCODER, CATEGORY, DEMO_CHOICE, DEMO_DISTILLED_CHOICE, DEMO_REFINER_CHOICE, MODEL,
+                    NONE_CHOICE, VAE_OURS)
 
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 WEIGHT_DTYPES = {"stored": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3fn": torch.float8_e4m3fn}
@@ -36,7 +37,8 @@ class ModelLoader:
     CATEGORY = f"{CATEGORY}/loaders"
     DESCRIPTION = (
         "Loads the audio-conditioned Wan2.1 DiT: a base model (official shards, ComfyUI single file, fp16/bf16/"
-        "fp8) plus the InfiniteTalk/MultiTalk adapter file, or the tiny embedded demo model."
+        "fp8) plus the InfiniteTalk/MultiTalk adapter file, or the tiny embedded demo model (base, its distilled "
+        "student, or its refiner for TalkGen Refiner)."
     )
     RETURN_TYPES = (MODEL,)
     RETURN_NAMES = ("model",)
@@ -47,12 +49,13 @@ class ModelLoader:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (_choices("diffusion_models", [DEMO_CHOICE, DEMO_DISTILLED_CHOICE]), {
+                "model": (_choices("diffusion_models", [DEMO_CHOICE, DEMO_DISTILLED_CHOICE, DEMO_REFINER_CHOICE]), {
                     "default": DEMO_CHOICE,
                     "tooltip": "base DiT from models/diffusion_models (Wan2.1-I2V-14B-480P), or the embedded demo "
                                "model, or its distilled few-step student (one pass per step; the sampler then uses "
-                               "its preset unless a preset is named). A merged InfiniteTalk checkpoint also works "
-                               "here with adapter = none."}),
+                               "its preset unless a preset is named), or the demo's embedded refiner (for TalkGen "
+                               "Refiner: lifts the demo's video to twice its size). A merged InfiniteTalk checkpoint "
+                               "also works here with adapter = none."}),
                 "adapter": (_choices("model_patches", [NONE_CHOICE]), {
                     "default": NONE_CHOICE,
                     "tooltip": "InfiniteTalk / MultiTalk audio adapter from models/model_patches "
@@ -72,10 +75,13 @@ class ModelLoader:
         }
 
     def load(self, model: str, adapter: str, weight_dtype: str, compute_dtype: str, attention: str):
-        if model in (DEMO_CHOICE, DEMO_DISTILLED_CHOICE):
+        if model in (DEMO_CHOICE, DEMO_DISTILLED_CHOICE, DEMO_REFINER_CHOICE):
             if adapter != NONE_CHOICE:
                 raise ValueError("adapter: the embedded demo model has its audio layers built in; set adapter to none")
-            dit = load_demo_parts(device="cpu", variant="base" if model == DEMO_CHOICE else "distilled").dit
+            if model == DEMO_REFINER_CHOICE:
+                dit = load_refiner_handle("cpu")
+            else:
+                dit = load_demo_parts(device="cpu", variant="base" if model == DEMO_CHOICE else "distilled").dit
         else:
             paths = [host.resolve_model_file("diffusion_models", model)]
             if adapter != NONE_CHOICE:

@@ -86,7 +86,7 @@ def dit_for_run(model: Any, model_patch: Any = None) -> Iterator[dict[str, Any]]
     module = host.load_to_compute_device(model.managed)
     with applied_loras(module, model.dit.loras):
         yield {"dit": module, "names": {"dit": model.dit.name}, "is_demo": model.dit.is_demo,
-               "random_weights": model.dit.random_weights}
+               "random_weights": model.dit.random_weights, "sampling_preset": model.dit.sampling_preset}
 
 
 STRATEGY_TOOLTIPS = {

@@ -15,4 +15,5 @@ MODEL_PATCH = "MODEL_PATCH"
 CATEGORY = "TalkGen"
 DEMO_CHOICE = "talkgen-demo (embedded)"
 DEMO_DISTILLED_CHOICE = "talkgen-demo distilled (embedded)"  # the Model Loader's few-step student
+DEMO_REFINER_CHOICE = "talkgen-demo refiner (embedded)"  # the Model Loader's embedded refiner (TalkGen Refiner)
 NONE_CHOICE = "none"

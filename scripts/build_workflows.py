@@ -25,6 +25,7 @@ WORKFLOWS = REPO / "workflows"
 API_WORKFLOWS = WORKFLOWS / "api"
 EXAMPLE_PREFIX = "talkgen_"  # nodes/example_inputs.py installs example_inputs/NAME as input/talkgen_NAME
 DEMO = "talkgen-demo (embedded)"
+DEMO_REFINER = "talkgen-demo refiner (embedded)"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_INPUTS = {"seed", "noise_seed"}  # the frontend adds a "control after generate" value after these
 
@@ -134,15 +135,18 @@ def workflows() -> dict[str, tuple[dict, str]]:
 
     demo_refined = {
         **{k: v for k, v in demo.items() if k != "9"},
-        "10": {"class_type": "TalkGenRefiner", "inputs": {"model": ["1", 0], "vae": ["3", 0], "speech": ["6", 0],
+        "11": {"class_type": "TalkGenModelLoader", "inputs": {"model": DEMO_REFINER, "adapter": "none",
+                                                              "weight_dtype": "stored", "compute_dtype": "auto",
+                                                              "attention": "sdpa"}},
+        "10": {"class_type": "TalkGenRefiner", "inputs": {"model": ["11", 0], "vae": ["3", 0], "speech": ["6", 0],
                                                           "image": ["4", 0], "video": ["8", 0], "scale": 2.0,
                                                           "strength": 0.5, "seed": 42, "steps": 0,
-                                                          "job_dir": ""}},
+                                                          "job_dir": "", "condition_noise": 0.2}},
         "9": _writer(["10", 1], "TalkGen/demo_refined"),
     }
-    demo_refined_note = ("Coarse-to-fine on the embedded model (CPU is fine, no downloads): the sampler renders at the "
-                         "demo size, the Refiner lifts it to twice the width and height with the face image as the "
-                         "anchor of every chunk (training-free: the same model denoises again from strength).")
+    demo_refined_note = ("Coarse-to-fine on the embedded models (CPU is fine, no downloads): the sampler renders at "
+                         "the demo size, the embedded refiner (second Model Loader) redraws it at twice the width and "
+                         "height from its degraded latents and pose, with the face image as every chunk's anchor.")
 
     demo_two = {
         **{k: v for k, v in demo.items() if k in ("1", "2", "3", "7")},
@@ -219,6 +223,19 @@ def workflows() -> dict[str, tuple[dict, str]]:
     }
     lora["20"]["inputs"]["model"] = ["15", 0]
 
+    refined = {
+        **i2v,
+        "22": {"class_type": "TalkGenRefiner", "inputs": {"model": ["1", 0], "vae": ["3", 0], "speech": ["11", 0],
+                                                          "image": ["8", 0], "video": ["20", 0], "scale": 1.5,
+                                                          "strength": 0.5, "seed": 42, "steps": 0, "job_dir": "",
+                                                          "clip_vision_output": ["9", 0], "condition_noise": 0.2}},
+        "21": _writer(["22", 1], "TalkGen/refined"),
+    }
+    refined_note = REAL_MODEL_NOTE.format(adapter="wan2.1_infiniteTalk_single_fp16.safetensors") + (
+        "Coarse-to-fine with the same 14B model (no refiner weights exist for it: training-free): the sampler renders "
+        "at 480p, the Refiner upscales to 1.5x, noises to strength and denoises again with the face image as every "
+        "chunk's anchor.")
+
     native = {
         **_real_model_nodes("wan2.1_infiniteTalk_single_fp16.safetensors"),
         "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.1_i2v_480p_14B_fp16.safetensors",
@@ -241,6 +258,7 @@ def workflows() -> dict[str, tuple[dict, str]]:
         "talkgen_demo": (demo, demo_note),
         "talkgen_demo_refined": (demo_refined, demo_refined_note),
         "talkgen_demo_two_speakers": (demo_two, demo_two_note),
+        "infinitetalk_refined": (refined, refined_note),
         "infinitetalk_image_to_video": (i2v, REAL_MODEL_NOTE.format(adapter="wan2.1_infiniteTalk_single_fp16.safetensors")
                                         + "Any length: the video follows the audio. Pick your own image and voice in the Load nodes."),
         "infinitetalk_video_dubbing": (dubbing, REAL_MODEL_NOTE.format(adapter="wan2.1_infiniteTalk_single_fp16.safetensors")

@@ -117,6 +117,17 @@ def load_demo_models(
                   random_weights=demo.random_weights, sampling_preset=demo.sampling_preset)
 
 
+def load_demo_refiner(device: Union[str, torch.device] = "cpu", weights_dir: Optional[Path] = None) -> Models:
+    """The embedded refiner (:mod:`talkgen_core.refine.embedded`) with the demo's VAE (its decoder fitted to the
+    refined size) and audio encoder; its own sampling preset (``demo-refiner``) applies when none is named."""
+    from talkgen_core.refine.embedded import load_embedded_refiner, refiner_vae
+
+    refiner = load_embedded_refiner(device, weights_dir)
+    demo = build_demo_networks(device, weights_dir)
+    return Models(refiner, refiner_vae(demo.vae, weights_dir), demo.wav2vec2, dict(demo_model_names(), dit="demo-refiner"), is_demo=True,
+                  random_weights=demo.random_weights, sampling_preset="demo-refiner")
+
+
 def load_models(
     dit: Sequence[Union[str, Path]],
     vae: Union[str, Path],
@@ -254,7 +265,7 @@ def _encoder_name(encoder) -> str:
 
 
 def _references(image, images, keyframe_times, video, size_spec: Optional[str], default_size: str, anchor: str,
-                sdedit_strength: float, anchor_image=None) -> tuple[ReferenceProvider, tuple[int, int]]:
+                source_frames: bool, anchor_image=None) -> tuple[ReferenceProvider, tuple[int, int]]:
     """Build the reference provider and return it with the output size (height, width)."""
     given = sum(x is not None for x in (image, images, video))
     if given != 1:
@@ -265,7 +276,7 @@ def _references(image, images, keyframe_times, video, size_spec: Optional[str], 
         opened_here = not hasattr(video, "frame_at")  # a path, or an open source (e.g. frames in memory)
         reader = VideoReader(video) if opened_here else video
         size = resolve_size(size_spec, (reader.height, reader.width), default_size)
-        return VideoReferences(reader, size, anchor=anchor, with_source_frames=sdedit_strength < 1.0,
+        return VideoReferences(reader, size, anchor=anchor, with_source_frames=source_frames,
                                close_source=opened_here, anchor_image=anchor_image), size
     first = to_pixels(image if image is not None else images[0])
     size = resolve_size(size_spec, (first.shape[1], first.shape[2]), default_size)
@@ -366,6 +377,8 @@ def generate(
     bank_size: Optional[int] = None,
     bank_every: Optional[int] = None,
     memory_sigma: Optional[float] = None,
+    condition_noise: Optional[float] = None,
+    landmarks: Optional[str] = None,
     text_context: Optional[torch.Tensor] = None,
     negative_context: Optional[torch.Tensor] = None,
     clip_encoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
@@ -424,7 +437,9 @@ def generate(
     ``strategy``: the long-video strategy (``infinitetalk``, ``sliding-window``, ``memory-bank``;
     :mod:`talkgen_core.sampling.strategies`) with its own parameters, None = its default: ``overlap_frames``
     (sliding-window), ``bank_size``, ``bank_every``, ``memory_sigma`` (memory-bank); another strategy's parameters
-    are ignored. The strategy and all its parameters are part of the job key, so a resume never mixes strategies.
+    are ignored. The embedded refiner's route (:mod:`talkgen_core.refine`) runs its own ``refiner`` strategy with
+    ``condition_noise`` and ``landmarks`` (the pose's detector). The strategy and all its parameters are part of
+    the job key, so a resume never mixes strategies.
     ``offload_blocks``: that many DiT blocks stay in CPU memory and are copied to the device ahead of use
     (``models/block_swap.py``; same output). ``step_cache``: the step-cache threshold, 0 = off
     (``models/step_cache.py``). ``sequence_parallel``: ranks of the initialised default process group that
@@ -437,7 +452,7 @@ def generate(
              context_mode=context_mode, colour_strength=colour_strength, sdedit_strength=sdedit_strength,
              reference_anchor=reference_anchor, audio_scale=audio_scale, threads=threads, strategy=strategy,
              overlap_frames=overlap_frames, bank_size=bank_size, bank_every=bank_every, memory_sigma=memory_sigma,
-             prompt=prompt, negative_prompt=negative_prompt, text_encoder=text_encoder, tokenizer=tokenizer,
+             condition_noise=condition_noise, landmarks=landmarks, prompt=prompt, negative_prompt=negative_prompt, text_encoder=text_encoder, tokenizer=tokenizer,
              clip_vision=clip_vision, offload_blocks=offload_blocks, step_cache=step_cache,
              sequence_parallel=sequence_parallel),
         image, images, keyframe_times, video,
@@ -460,6 +475,10 @@ def generate(
         raise ValueError("give job_dir (the job folder itself) or job_root (a parent for per-job folders), not both")
     device = torch.device(device) if device is not None else torch.device("cpu")
     models = models or load_demo_models(device)
+    if hasattr(models.dit, "chunk_condition") != (strategy == "refiner"):
+        raise ValueError("the embedded refiner refines a finished video (refine_video, the refine command, TalkGen "
+                         "Refiner) and nothing else runs the refiner strategy" if strategy != "refiner" else
+                         "the refiner strategy needs the embedded refiner model (talkgen_core.refine), not a DiT")
     if isinstance(models.vae, nn.Module):  # a VAE loaded elsewhere (e.g. a loader node) joins the run's device
         models.vae.to(device)
     if threads is None and models.is_demo and device.type == "cpu":
@@ -479,7 +498,8 @@ def generate(
         features = voice.features
         _check_audio_fits(models, features)
         references, (height, width) = _references(
-            image, images, keyframe_times, video, size, preset.size, reference_anchor, sdedit_strength, anchor_image
+            image, images, keyframe_times, video, size, preset.size, reference_anchor,
+            sdedit_strength < 1.0 or get_strategy(strategy).needs_source_frames, anchor_image
         )
         if speaker_masks is None and features.shape[0] > 1:  # no regions given: side-by-side columns
             speaker_masks = default_speaker_masks(int(features.shape[0]))
@@ -495,7 +515,8 @@ def generate(
                                         timesteps=sampling.timesteps,
                                         strategy_params=strategy_params(strategy, dict(
                                             overlap_frames=overlap_frames, bank_size=bank_size,
-                                            bank_every=bank_every, memory_sigma=memory_sigma)))
+                                            bank_every=bank_every, memory_sigma=memory_sigma,
+                                            condition_noise=condition_noise, landmarks=landmarks)))
             plan = get_strategy(strategy)(settings.strategy_params).plan(int(features.shape[1]), chunk_frames,
                                                                          context_frames)
             text_dim = models.dit.config.text_dim if hasattr(models.dit, "config") else 1

@@ -59,3 +59,10 @@ def load_demo_parts(device: str | torch.device = "cpu", variant: str = "base") -
     dit = LoadedDiT(demo.dit, demo_model_names(variant)["dit"], is_demo=True, random_weights=demo.random_weights,
                     sampling_preset=demo.sampling_preset)
     return DemoParts(dit, demo.vae, demo.wav2vec2)
+
+
+def load_refiner_handle(device: str | torch.device = "cpu") -> LoadedDiT:
+    """The embedded refiner (``talkgen_core.refine.embedded``) as a handle, with its sampling preset."""
+    from talkgen_core.refine.embedded import load_embedded_refiner
+
+    return LoadedDiT(load_embedded_refiner(device), "demo-refiner", is_demo=True, sampling_preset="demo-refiner")

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from talkgen_core.registry import lookup_config
 
 from .checkpoint import load_state_dict_file
-from .vae_layers import PIECE_FRAMES, CausalCache, CausalConv3d, Decoder3d, Encoder3d, bind_cache_keys
+from .vae_layers import ENCODE_PIECE_FRAMES, CausalCache, CausalConv3d, Decoder3d, Encoder3d, bind_cache_keys
 from .vae_tiling import Tile, Tiling, blend_tiles, tile_grid
 
 __all__ = [
@@ -403,13 +403,13 @@ class WanVAE(nn.Module):
         state.prepare(h // s, w // s, s)
 
         def run(index: int, tile_frames: Tensor) -> Tensor:
-            # the first frame of a stream alone, then PIECE_FRAMES at a time (causal: the same latents), so the
-            # full-size stages hold 2 frames, not 4, as ComfyUI's encoder does
+            # the first frame of a stream alone, then ENCODE_PIECE_FRAMES at a time (causal: the same latents), so
+            # the full-size stages hold 1 new frame beside their 2-frame histories (ComfyUI's encoder takes 2)
             cache = state.caches[index]
             first = [tile_frames[:, :, :1]] if not cache.keys() else []
             rest = tile_frames[:, :, len(first) :]
-            pieces = first + list(torch.split(rest, PIECE_FRAMES, dim=2)) if rest.shape[2] else first
-            features = torch.cat([self.encoder(piece, cache) for piece in pieces], dim=2)
+            pieces = first + list(torch.split(rest, ENCODE_PIECE_FRAMES, dim=2)) if rest.shape[2] else first
+            features = torch.cat([f for f in (self.encoder(piece, cache) for piece in pieces) if f.shape[2]], dim=2)
             stats = self.conv1(features)
             return stats[:, : self.z_dim]  # the mean; the log-variance half is unused at inference
 

@@ -33,6 +33,11 @@ class CausalCache:
     def get(self, key: str) -> Tensor | None:
         return self._history.get(key)
 
+    def take(self, key: str) -> Tensor | None:
+        """The history of ``key``, removed from the cache (the caller puts the new one back), so it is freed as
+        soon as the caller drops it."""
+        return self._history.pop(key, None)
+
     def put(self, key: str, frames: Tensor) -> None:
         if not key:
             raise ValueError("causal layer has no cache_key; build it inside a WanVAE (bind_cache_keys)")
@@ -64,7 +69,8 @@ def bind_cache_keys(root: nn.Module) -> None:
 
 
 _ONEDNN_MIN_ELEMENTS = 32768
-PIECE_FRAMES = 2  # frames per piece after a temporal upsample (decoder) and per encoder call (see WanVAE)
+PIECE_FRAMES = 2  # frames per piece after a temporal upsample (decoder)
+ENCODE_PIECE_FRAMES = 1  # frames per encoder call after a stream's first frame (see WanVAE.encode_chunk)
 
 
 class CausalConv3d(nn.Conv3d):
@@ -113,7 +119,7 @@ class CausalConv3d(nn.Conv3d):
             return self._convolve(x)
         if cache is None:
             raise ValueError(f"{self.cache_key or 'CausalConv3d'} needs a CausalCache")
-        past = cache.get(self.cache_key)
+        past = cache.take(self.cache_key)
         if past is None and x.shape[2] == 1 and self.stride[0] == 1:
             cache.put(self.cache_key, x)
             return self._convolve_first_frame(x)
@@ -122,11 +128,12 @@ class CausalConv3d(nn.Conv3d):
         if missing > 0:  # the start of a stream: zero history
             parts.insert(0, x.new_zeros(*x.shape[:2], missing, *x.shape[3:]))
         padded = torch.cat(parts, dim=2) if len(parts) > 1 else x  # one copy: history, then the new frames
+        del past, parts  # the old history is freed before the new one is copied out and the convolution allocates
         newest = x if x.shape[2] >= self.history_frames else padded  # the new frames alone when they suffice
         if newest.shape[2] > self.history_frames:
             newest = newest[:, :, -self.history_frames :]
         cache.put(self.cache_key, newest)
-        del past, parts, newest  # the old history is freed before the convolution allocates
+        del newest
         return self._convolve(padded)
 
     def _convolve_first_frame(self, x: Tensor) -> Tensor:

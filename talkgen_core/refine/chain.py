@@ -11,12 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .training_free import DEFAULT_SCALE, DEFAULT_STRENGTH, refine_video
+from .video import DEFAULT_SCALE, default_refiner_models, is_embedded_refiner, refine_video
 
 STAGES = ("generate", "refine")
 # generate() keywords of the first stage only: the refiner takes the low-resolution video's size, rate and soundtrack
 FIRST_STAGE_ONLY = ("image", "images", "keyframe_times", "video", "audio", "audio_mode", "soundtrack", "fps", "size",
                     "sdedit_strength", "speaker_masks", "speech", "sink")
+# the embedded refiner's own: its preset's chunk geometry and its own chain (the DiT's settings would not fit it)
+EMBEDDED_OWN = ("preset", "chunk_frames", "context_frames", "strategy", "overlap_frames", "bank_size", "bank_every",
+                "memory_sigma", "colour_strength")
 
 
 def low_res_path(out: Path) -> Path:
@@ -46,10 +49,14 @@ def _anchor(keywords: dict) -> Any:
 
 
 def generate_refined(*, out: Union[str, Path], refine_scale: float = DEFAULT_SCALE,
-                     refine_strength: float = DEFAULT_STRENGTH, job_dir: Optional[Union[str, Path]] = None,
+                     refine_strength: Optional[float] = None, refine_condition_noise: Optional[float] = None,
+                     refine_landmarks: Optional[str] = None, refiner_models: Any = None, job_dir: Optional[Union[str, Path]] = None,
                      job_root: Optional[Union[str, Path]] = None, **keywords: Any):
     """:func:`~talkgen_core.pipeline.generate` with ``keywords`` into a temp, then :func:`refine_video` of it into
-    ``out``; returns the second stage's GenerateResult. One speaker (or pre-encoded speech) only."""
+    ``out``; returns the second stage's GenerateResult. One speaker (or pre-encoded speech) only.
+
+    ``refiner_models``: what refines (default: after a demo DiT, the embedded refiner where shipped; after real
+    weights, the same models, training-free)."""
     from talkgen_core.pipeline import generate
 
     audio, speech = keywords.get("audio"), keywords.get("speech")
@@ -58,17 +65,23 @@ def generate_refined(*, out: Union[str, Path], refine_scale: float = DEFAULT_SCA
                          "mix the voices first")
     if keywords.get("sink") is not None:
         raise ValueError("refining writes a file: give out=, not a sink (sequence parallel runs cannot refine)")
-    if keywords.get("models") is None:  # the embedded demo model, loaded once for both stages
+    if keywords.get("models") is None:  # the embedded demo model
         from talkgen_core.pipeline import load_demo_models
 
         keywords["models"] = load_demo_models(keywords.get("device") or "cpu")
+    if refiner_models is None and keywords["models"].is_demo:  # a demo DiT: the demo's refiner
+        refiner_models = default_refiner_models(keywords.get("device"))
     out = Path(out)
     low = low_res_path(out)
     rest = {k: v for k, v in keywords.items() if k not in FIRST_STAGE_ONLY}
+    rest["models"] = refiner_models or keywords["models"]
+    if is_embedded_refiner(rest["models"]):
+        rest = {k: v for k, v in rest.items() if k not in EMBEDDED_OWN}
     try:
         generate(out=low, **keywords, **stage_jobs(STAGES[0], job_dir, job_root))
-        return refine_video(low, _anchor(keywords), speech=speech, out=out,
-                            scale=refine_scale, strength=refine_strength, **rest,
+        return refine_video(low, _anchor(keywords), speech=speech, out=out, scale=refine_scale,
+                            strength=refine_strength, condition_noise=refine_condition_noise,
+                            landmarks=refine_landmarks, **rest,
                             **stage_jobs(STAGES[1], job_dir, job_root))
     finally:
         low.unlink(missing_ok=True)

@@ -67,6 +67,11 @@ SAMPLING_PRESETS: dict[str, SamplingPreset] = {
         source="talkgen's distilled demo student (talkgen_core/train/distill.py): the grid it was trained on, "
                "one pass per step (guidance folded in)",
     ),
+    "demo-refiner": SamplingPreset(
+        "demo-refiner", steps=4, shift=7.0, text_cfg=1.0, audio_cfg=1.0, chunk_frames=33, context_frames=5,
+        source="talkgen's embedded refiner (talkgen_core/train/refiner.py): the chunk it was trained on, the demo's "
+               "4 steps at shift 7, one pass per step (the low-resolution video already carries the mouth)",
+    ),
 }  # fmt: skip
 DEFAULT_PRESET = "auto"
 

@@ -8,7 +8,7 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from helpers.demo_workflow import make_demo_lora
+from helpers.demo_workflow import make_demo_lora, save_demo_as_checkpoints
 from helpers.pack_import import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "example_inputs"
@@ -19,23 +19,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           text=True, cwd=REPO_ROOT, timeout=300)
 
 
-def _save_checkpoints(folder):
-    from talkgen_core.pipeline import load_demo_models
-
-    models = load_demo_models()
-    dit_state = models.dit.state_dict()
-    adapter = {k: v for k, v in dit_state.items() if k.startswith("audio_proj.") or ".audio_cross_attn." in k
-               or ".norm_x." in k}
-    base = {f"model.diffusion_model.{k}": v for k, v in dit_state.items() if k not in adapter}
-    save_file(base, str(folder / "base.safetensors"))  # ComfyUI single-file layout
-    save_file(adapter, str(folder / "adapter.safetensors"))
-    save_file(models.vae.state_dict(), str(folder / "vae.safetensors"))
-    save_file({f"wav2vec2.{k}": v.contiguous() for k, v in models.wav2vec2.state_dict().items()},
-              str(folder / "wav2vec2.safetensors"))
-
-
 def test_generate_runs_real_checkpoint_files_with_a_lora(tmp_path):
-    _save_checkpoints(tmp_path)
+    save_demo_as_checkpoints(tmp_path)
     lora = make_demo_lora(tmp_path / "lora.safetensors")
     out = tmp_path / "talk.mp4"
     done = _run("--image", str(EXAMPLES / "face.png"), "--audio", str(EXAMPLES / "speech2.wav"), "--out", str(out),

@@ -7,6 +7,7 @@ import warnings
 import av
 
 from helpers.demo_fixtures import inputs  # noqa: F401 (pytest fixture)
+from helpers.demo_workflow import save_demo_as_checkpoints
 from talkgen_core.cli import main
 from talkgen_core.pipeline import DemoWeightsWarning
 
@@ -30,8 +31,8 @@ def quiet_main(args: list[str]) -> int:
 def test_generate_with_refine_then_refine_again(inputs, tmp_path, capsys):
     out = tmp_path / "hr.mp4"
     code = quiet_main(["generate", "--image", str(inputs / "face.png"), "--audio", str(inputs / "a.wav"), "--fps",
-                       "20", "--size", "16x16", "--out", str(out), "--refine", "--refine-strength", "0.6",
-                       "--job-dir", "job", *FAST])
+                       "20", "--size", "16x16", "--out", str(out), "--refine", "--refiner", "training-free",
+                       "--refine-strength", "0.6", "--job-dir", "job", *FAST])
     assert code == 0 and probe(out) == (20, 32, 32, True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.mp4", "job"]  # the low-resolution temp is gone
     assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["generate", "refine"]
@@ -39,7 +40,7 @@ def test_generate_with_refine_then_refine_again(inputs, tmp_path, capsys):
 
     again = tmp_path / "hr2.mp4"
     assert quiet_main(["refine", "--video", str(out), "--image", str(inputs / "face.png"), "--out", str(again),
-                       "--scale", "1.5", *FAST]) == 0
+                       "--refiner", "training-free", "--scale", "1.5", *FAST]) == 0
     assert probe(again) == (20, 48, 48, True)
 
 
@@ -56,3 +57,39 @@ def test_refine_refuses_bad_options(inputs, tmp_path, capsys):
                        str(tmp_path / "o.mp4"), "--refine", "--refine-strength", "1.5"]) == 2
     assert "--refine-strength must be in (0, 1), got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "o.lowres.mp4").exists()
+    assert quiet_main([*base, "--refiner", "embedded", "--strength", "0.5"]) == 2
+    assert "--strength is the training-free route's; the embedded refiner takes --condition-noise" in \
+        capsys.readouterr().err
+    assert quiet_main([*base, "--condition-noise", "1"]) == 2
+    assert "--condition-noise must be in [0, 1), got 1.0" in capsys.readouterr().err
+
+
+def test_refine_with_real_checkpoint_files_takes_the_training_free_route(inputs, tmp_path, capsys):
+    save_demo_as_checkpoints(tmp_path)
+    files = ["--model", str(tmp_path / "base.safetensors"), "--model", str(tmp_path / "adapter.safetensors"),
+             "--vae", str(tmp_path / "vae.safetensors"), "--audio-encoder", str(tmp_path / "wav2vec2.safetensors")]
+    low = tmp_path / "low.mp4"
+    assert quiet_main(["generate", "--image", str(inputs / "face.png"), "--audio", str(inputs / "a.wav"), "--fps",
+                       "20", "--size", "16x16", "--out", str(low), *files, *FAST]) == 0
+    high = tmp_path / "high.mp4"
+    assert quiet_main(["refine", "--video", str(low), "--image", str(inputs / "face.png"), "--out", str(high),
+                       "--strength", "0.6", *files, *FAST]) == 0
+    assert probe(high) == (20, 32, 32, True)
+    assert quiet_main(["refine", "--video", str(low), "--image", str(inputs / "face.png"), "--out",
+                       str(tmp_path / "x.mp4"), "--refiner", "embedded", *files, *FAST]) == 2
+    assert "--refiner embedded is the demo's refiner" in capsys.readouterr().err
+
+
+def test_generate_refine_uses_the_shipped_embedded_refiner_by_default(inputs, tmp_path, capsys):
+    out = tmp_path / "hr.mp4"
+    assert quiet_main(["generate", "--image", str(inputs / "face.png"), "--audio", str(inputs / "a.wav"), "--fps",
+                       "20", "--size", "16x16", "--out", str(out), "--refine", "--refine-condition-noise", "0.1",
+                       *FAST]) == 0
+    assert probe(out) == (20, 32, 32, True)
+    capsys.readouterr()
+    again = tmp_path / "again.mp4"  # the embedded route refuses the training-free route's option
+    code = quiet_main(["refine", "--video", str(out), "--image", str(inputs / "face.png"), "--out", str(again),
+                       "--strength", "0.5"])
+    assert code == 1 and not again.exists()
+    assert "strength is the training-free route's (its SDEdit start); the embedded refiner takes condition_noise" in \
+        capsys.readouterr().err

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 DEMO = "talkgen-demo (embedded)"
 DROPPED = {"CLIPLoader", "CLIPTextEncode", "CLIPVisionLoader", "CLIPVisionEncode", "ModelPatchLoader"}
 QUICK_SAMPLER = {"size": "demo", "steps": 2}
-QUICK_REFINER = {"steps": 1, "scale": 1.0}
+QUICK_REFINER = {"steps": 1}
 
 
 def make_demo_lora(path: Path, rank: int = 2, seed: int = 0) -> Path:
@@ -44,7 +44,7 @@ def demo_graph(graph: dict, lora_name: str) -> dict:
             if isinstance(value, list) and value[0] in dropped:
                 del inputs[name]
         kind = node["class_type"]
-        if kind == "TalkGenModelLoader":
+        if kind == "TalkGenModelLoader" and not inputs["model"].startswith("talkgen-demo"):  # the embedded stay
             inputs.update(model=DEMO, adapter="none")
         elif kind == "TalkGenAudioEncoderLoader":
             inputs.update(encoder=DEMO)
@@ -60,3 +60,20 @@ def demo_graph(graph: dict, lora_name: str) -> dict:
         elif kind == "TalkGenRefiner":
             inputs.update(QUICK_REFINER)
     return graph
+
+
+def save_demo_as_checkpoints(folder: Path) -> None:
+    """The demo model written as real checkpoint files (``base.safetensors`` in ComfyUI's single-file layout,
+    ``adapter.safetensors``, ``vae.safetensors``, ``wav2vec2.safetensors``), for the real-weights code paths."""
+    from talkgen_core.pipeline import load_demo_models
+
+    models = load_demo_models()
+    dit_state = models.dit.state_dict()
+    adapter = {k: v for k, v in dit_state.items() if k.startswith("audio_proj.") or ".audio_cross_attn." in k
+               or ".norm_x." in k}
+    base = {f"model.diffusion_model.{k}": v for k, v in dit_state.items() if k not in adapter}
+    save_file(base, str(folder / "base.safetensors"))
+    save_file(adapter, str(folder / "adapter.safetensors"))
+    save_file(models.vae.state_dict(), str(folder / "vae.safetensors"))
+    save_file({f"wav2vec2.{k}": v.contiguous() for k, v in models.wav2vec2.state_dict().items()},
+              str(folder / "wav2vec2.safetensors"))

@@ -26,7 +26,7 @@ def test_refiner_needs_exactly_one_video_source(pack):
 def test_refiner_node_passes_speech_reference_and_settings_to_the_core(pack, monkeypatch, tmp_path):
     graph = demo_graph(json.loads((REPO_ROOT / "workflows" / "api" / "talkgen_demo_refined.json").read_text()), "none")
     refiner = next(k for k, v in graph.items() if v["class_type"] == "TalkGenRefiner")
-    graph[refiner]["inputs"].update(scale=2.0, strength=0.4, seed=7, steps=3)
+    graph[refiner]["inputs"].update(scale=2.0, strength=0.4, seed=7, steps=3, condition_noise=0.3)
     calls = []
 
     class Stop(Exception):
@@ -42,5 +42,7 @@ def test_refiner_node_passes_speech_reference_and_settings_to_the_core(pack, mon
         run_api_workflow(graph, {**pack.NODE_CLASS_MAPPINGS, **NATIVE_DOUBLES})
     video, image, kwargs = calls[0]
     assert str(video).endswith(".mp4") and image.shape[0] == 3 and image.min() >= -1.0
-    assert (kwargs["scale"], kwargs["strength"], kwargs["seed"], kwargs["steps"]) == (2.0, 0.4, 7, 3)
+    assert (kwargs["scale"], kwargs["condition_noise"], kwargs["seed"], kwargs["steps"]) == (2.0, 0.3, 7, 3)
+    assert "strength" not in kwargs  # the embedded refiner's route takes condition_noise only
+    assert kwargs["models"].dit.scale == 2 and kwargs["models"].sampling_preset == "demo-refiner"
     assert kwargs["speech"].fps == kwargs["fps"] == 25.0 and kwargs["job_root"] is not None

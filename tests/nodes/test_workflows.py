@@ -24,9 +24,10 @@ def pack(tmp_path_factory):
     return import_pack_like_comfyui(tmp_path_factory.mktemp("custom_nodes"))
 
 
-def test_the_eight_workflows_ship_as_ui_templates_with_api_twins_and_thumbnails():
+def test_the_nine_workflows_ship_as_ui_templates_with_api_twins_and_thumbnails():
     names = {p.stem for p in API_FILES}
-    assert len(names) == 8 and {"talkgen_demo", "talkgen_demo_two_speakers", "talkgen_demo_refined"} <= names
+    assert len(names) == 9 and {"talkgen_demo", "talkgen_demo_two_speakers", "talkgen_demo_refined",
+                                "infinitetalk_refined"} <= names
     assert {p.stem for p in WORKFLOWS.glob("*.json")} == names  # templates: UI workflows only
     for name in names:
         ui = json.loads((WORKFLOWS / f"{name}.json").read_text())

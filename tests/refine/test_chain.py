@@ -18,7 +18,8 @@ def frames_of(path) -> np.ndarray:
 
 
 def test_interrupted_chain_resumes_from_both_stage_folders(models, inputs, tmp_path):
-    common = dict(image=inputs / "face.png", audio=inputs / "a.wav", models=models, **SETTINGS)
+    common = dict(image=inputs / "face.png", audio=inputs / "a.wav", models=models, refiner_models=models,
+                  **SETTINGS)  # the demo DiT refines too (training-free), so the chain's own resume is tested
     straight = generate_refined(out=tmp_path / "straight.mp4", **common)
     seen = []
 

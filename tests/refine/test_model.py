@@ -1,4 +1,4 @@
-"""RefinerDiT on the tiny DiT: shapes, determinism, pose conditioning, and the prefix anchor kept exactly."""
+"""RefinerDiT on the tiny DiT: the condition's layout, pose cells, determinism, and pose added after the prefix."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import torch
 
 from talkgen_core.models.dit import build_dit
 from talkgen_core.refine.degrade import degrade
-from talkgen_core.refine.model import PoseEncoder, RefinerDiT, latent_groups, loss_weights, refine_latents
-from talkgen_core.sampling.schedules import flow_timesteps
+from talkgen_core.refine.model import PoseEncoder, RefinerDiT, latent_groups, pose_cells, prefixed_audio
 
 K = 8  # landmarks
 
@@ -22,58 +21,77 @@ def _inputs(seed: int = 1) -> dict:
     g = torch.Generator().manual_seed(seed)
     lr = torch.randn(1, 16, 2, 2, 2, generator=g)
     return {
-        "context": torch.randn(1, 4, 32, generator=g),
-        "degraded": degrade(lr, 2, 0.2, torch.Generator().manual_seed(3)),  # [1, 16, 2, 4, 4]
         "reference_latent": torch.randn(1, 16, 1, 4, 4, generator=g),
+        "degraded": degrade(lr, 2, 0.2, torch.Generator().manual_seed(3)),  # [1, 16, 2, 4, 4]
         "pose_maps": torch.rand(1, K, 5, 32, 32, generator=g),  # 4 (T - 1) + 1 frames at 8x the latent size
     }
 
 
-def test_pose_encoder_maps_pixel_heatmaps_to_latent_size_and_starts_at_zero():
-    encoder = PoseEncoder(K, 16)
+def test_pose_cells_fold_per_latent_means_to_latent_size_and_the_encoder_starts_at_zero():
     maps = torch.rand(2, K, 9, 32, 24)
-    out = encoder(maps)
-    assert out.shape == (2, 16, 3, 4, 3) and out.abs().max() == 0  # zero-initialised projection
     grouped = latent_groups(maps)
     assert torch.equal(grouped[:, :, 0], maps[:, :, 0])
     assert torch.allclose(grouped[:, :, 2], maps[:, :, 5:9].mean(dim=2))
+    cells = pose_cells(maps)
+    assert cells.shape == (2, K * 64, 3, 4, 3)
+    # cell (1, 2) of latent 2, landmark 3: the 8 x 8 pixels at rows 8..15, columns 16..23, space to depth
+    assert torch.allclose(cells[0, 3 * 64 : 4 * 64, 2, 1, 2], grouped[0, 3, 2, 8:16, 16:24].flatten())
+    encoder = PoseEncoder(K * 64, 16)
+    assert encoder(cells).shape == (2, 16, 3, 4, 3) and encoder(cells).abs().max() == 0
+    torch.nn.init.normal_(encoder.out.weight)
+    assert encoder(torch.zeros_like(cells)).abs().max() == 0  # no biases: no pose adds nothing
     with pytest.raises(ValueError, match="4 n \\+ 1"):
         latent_groups(torch.rand(1, K, 4, 8, 8))
 
 
-def test_refiner_velocity_shape_determinism_and_zero_prefix():
+def test_condition_marks_the_prefix_and_holds_reference_degraded_latents_and_pose():
     refiner, inputs = _refiner(), _inputs()
-    x = torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(5))
-    t = torch.tensor([700.0])
+    cond = refiner.condition(**inputs)
+    assert cond.shape == (1, 4 + 16 + K * 64, 3, 4, 4)
+    assert cond[:, :4, 0].min() == 1 and cond[:, :4, 1:].abs().max() == 0
+    assert torch.equal(cond[:, 4:20, :1], inputs["reference_latent"])
+    assert torch.equal(cond[:, 4:20, 1:], inputs["degraded"])
+    assert cond[:, 20:, 0].abs().max() == 0 and torch.equal(cond[:, 20:, 1:], pose_cells(inputs["pose_maps"]))
+    without_pose = refiner.condition(inputs["reference_latent"], inputs["degraded"])
+    assert without_pose[:, 20:].abs().max() == 0 and torch.equal(without_pose[:, :20], cond[:, :20])
+    with pytest.raises(ValueError, match="reference latent"):
+        refiner.condition(inputs["reference_latent"][:, :, :, :2], inputs["degraded"])
+    with pytest.raises(ValueError, match="do not cover"):
+        refiner.condition(inputs["reference_latent"], inputs["degraded"], inputs["pose_maps"][:, :, :1])
+
+
+def test_refiner_velocity_is_deterministic_and_reads_the_low_resolution_condition():
+    refiner, inputs = _refiner(), _inputs()
+    cond = refiner.condition(**inputs)
+    x = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(5))
+    t, text = torch.tensor([700.0]), torch.zeros(1, 1, 32)
     with torch.no_grad():
-        v = refiner(x, t, **inputs)
-        again = _refiner()(x, t, **inputs)
-        other_lr = refiner(x, t, **{**inputs, "degraded": inputs["degraded"] + 1.0})
+        v = refiner(x, t, text, cond)
+        again = _refiner()(x, t, text, cond)
+        other = refiner(x, t, text, refiner.condition(inputs["reference_latent"], inputs["degraded"] + 1.0,
+                                                      inputs["pose_maps"]))
     assert v.shape == x.shape and torch.equal(v, again)
-    assert v[:, :, 0].abs().max() == 0 and v[:, :, 1:].abs().max() > 0
-    assert not torch.allclose(v[:, :, 1:], other_lr[:, :, 1:])  # the LR condition reaches the DiT
+    assert not torch.allclose(v[:, :, 1:], other[:, :, 1:])
+    with pytest.raises(ValueError, match="build it with condition"):
+        refiner(x, t, text, cond[:, :20])
 
 
 def test_pose_is_added_to_the_noisy_latent_after_the_prefix():
     refiner, inputs = _refiner(), _inputs()
     torch.nn.init.normal_(refiner.pose.out.weight, std=0.5, generator=torch.Generator().manual_seed(2))
-    x = torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(5))
+    cond = refiner.condition(**inputs)
+    x = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(5))
     seen = []
     refiner.dit.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
     with torch.no_grad():
-        with_pose = refiner(x, torch.tensor([500.0]), **inputs)
-        without = refiner(x, torch.tensor([500.0]), **{**inputs, "pose_maps": None})
-    assert torch.equal(seen[0][:, :, 0], inputs["reference_latent"][:, :, 0])  # the prefix stays clean
-    expected = x[:, :, 1:] + refiner.pose(inputs["pose_maps"])[:, :, 1:]
-    assert torch.allclose(seen[0][:, :, 1:], expected) and torch.equal(seen[1][:, :, 1:], x[:, :, 1:])
-    assert not torch.allclose(with_pose, without)
+        refiner(x, torch.tensor([500.0]), torch.zeros(1, 1, 32), cond)
+    added = seen[0] - x
+    assert added[:, :, 0].abs().max() == 0 and added[:, :, 1:].abs().max() > 0
+    assert torch.allclose(added, refiner.pose(cond[:, 20:]), atol=1e-6)
+    assert refiner.blocks is refiner.dit.blocks and refiner.config is refiner.dit.config
 
 
-def test_sampled_prefix_latent_equals_the_reference_latent():
-    refiner, inputs = _refiner(), _inputs()
-    noise = torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(9))
-    out = refine_latents(refiner, noise, flow_timesteps(3, 5.0), **inputs)
-    again = refine_latents(refiner, noise, flow_timesteps(3, 5.0), **inputs)
-    assert torch.equal(out[:, :, :1], inputs["reference_latent"]) and torch.equal(out, again)
-    assert not torch.allclose(out[:, :, 1:], noise[:, :, 1:])
-    assert loss_weights(3).tolist() == [0.0, 1.0, 1.0]
+def test_prefixed_audio_puts_four_null_frames_first():
+    audio = torch.rand(1, 2, 9, 5, 3, 4)
+    out = prefixed_audio(audio)
+    assert out.shape == (1, 2, 13, 5, 3, 4) and out[:, :, :4].abs().max() == 0 and torch.equal(out[:, :, 4:], audio)

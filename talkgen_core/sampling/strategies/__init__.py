@@ -21,16 +21,19 @@ from typing import Any, Mapping
 from .base import ChainedStrategy, Strategy
 from .infinitetalk import InfiniteTalk
 from .memory_bank import MemoryBank
+from .refiner_chain import RefinerChain
 from .sliding_window import SlidingWindow
 
 DEFAULT_STRATEGY = InfiniteTalk.name
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (InfiniteTalk, SlidingWindow, MemoryBank)}
+# strategies that one model's route chooses for it (not offered for a DiT): the embedded refiner's chain
+MODEL_STRATEGIES: dict[str, type[Strategy]] = {RefinerChain.name: RefinerChain}
 
 
 def get_strategy(name: str) -> type[Strategy]:
     """A strategy class by name; an unknown name raises an error listing the valid ones."""
     try:
-        return STRATEGIES[name]
+        return STRATEGIES[name] if name in STRATEGIES else MODEL_STRATEGIES[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}") from None
 
@@ -47,5 +50,5 @@ def all_param_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for cls in STRATEGIES.values() for n in cls.param_names()))
 
 
-__all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "ChainedStrategy", "Strategy", "all_param_names", "get_strategy",
+__all__ = ["DEFAULT_STRATEGY", "MODEL_STRATEGIES", "STRATEGIES", "ChainedStrategy", "Strategy", "all_param_names", "get_strategy",
            "strategy_params"]

@@ -15,6 +15,7 @@ import torch
 from talkgen_core.video.writer import FrameSink
 
 from ..chunks import ChunkPlan, ChunkSpec
+from ..wrappers import pin_leading_frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Strategy(abc.ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type] = NoParams
+    needs_source_frames: ClassVar[bool] = False  # reads the source video's frames of every chunk (not only SDEdit)
 
     def __init__(self, params: Optional[Mapping[str, Any]] = None) -> None:
         self.params = self.Params(**dict(params or {}))
@@ -102,3 +104,20 @@ class ChainedStrategy(Strategy):
             loop.save(chunk.index, latents)
             self.finish(sampler, chunk, latents, state, sink, loop.check)
             loop.chunk_done(chunk)
+
+
+def solve_pinned(sampler, chunk: ChunkSpec, model_fn, x: torch.Tensor, pinned: torch.Tensor, on_step=None,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Solve ``x`` ``[1, z, T, h, w]`` on the sampler's grid with its first frames held at ``pinned``
+    ``[1, z, n, h, w]`` (zero velocity there, and written back after every step), checking each step's latents
+    for NaN / inf before ``on_step`` sees them."""
+    n = pinned.shape[2]
+
+    def after_step(info) -> None:
+        info.x[:, :, :n] = pinned
+        sampler.check_finite(chunk, info)
+        if on_step is not None:
+            on_step(info)
+
+    return sampler.solver(pin_leading_frames(model_fn, pinned), x, sampler.timesteps, callback=after_step,
+                          generator=generator)

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from ..chunks import ChunkSpec
-from ..wrappers import pin_leading_frames
-from .base import ChainedStrategy
+from .base import ChainedStrategy, solve_pinned
 from .infinitetalk import sample_with_context
 
 BANK = "bank"  # key of the bank (a list of [1, z, 1, h, w] clean latents) in StreamState.strategy_state
@@ -105,17 +104,8 @@ class MemoryBank(ChainedStrategy):
         if sigma > 0:
             noise = torch.randn(pinned_clean.shape, generator=generator, dtype=torch.float32).to(x)
             pinned = (1.0 - sigma) * pinned_clean + sigma * noise
-        n = pinned.shape[2]
         x = torch.cat([pinned, x[:, :, clean.shape[2] :]], dim=2)  # [1, z, M + T, h, w]
-
-        def after_step(info) -> None:
-            info.x[:, :, :n] = pinned
-            sampler.check_finite(chunk, info)
-            if on_step is not None:
-                on_step(info)
-
-        x = sampler.solver(pin_leading_frames(guided, pinned), x, sampler.timesteps, callback=after_step,
-                           generator=generator)
+        x = solve_pinned(sampler, chunk, guided, x, pinned, on_step, generator)
         latents = x[:, :, memory:].clone()
         latents[:, :, : clean.shape[2]] = clean  # the saved chunk holds the clean context
         return latents
