@@ -312,8 +312,9 @@ def train_refiner(config: RefinerConfig, base_dir: Path, out_dir: Path, minutes:
     ], betas=(0.9, 0.99), weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
     rest = minutes * 60.0 - (time.monotonic() - started)
-    steps, window = 0, []
-    while time.monotonic() - phase < rest or steps == 0:
+    steps, window, step_s = 0, [], 0.0
+    while time.monotonic() - phase + step_s < rest or steps == 0:  # the last step ends inside the budget
+        step_started = time.monotonic()
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * min(1.0, (steps + 1) / config.warmup_steps)
         batch = sample_refiner_batch(bank, refiner, config, generator)
@@ -325,6 +326,7 @@ def train_refiner(config: RefinerConfig, base_dir: Path, out_dir: Path, minutes:
         ema.update(refiner)
         steps += 1
         window = (window + [float(loss.detach())])[-50:]
+        step_s = time.monotonic() - step_started
         log.write(f"\r[refiner] step {steps} loss {window[-1]:.4f} {time.monotonic() - phase:.0f}/{rest:.0f} s")
     seconds["refiner"] = time.monotonic() - phase
     log.write("\n")
