@@ -47,7 +47,8 @@ def _add_refiner_options(parser, prefix: str) -> None:
                              f"{DEFAULT_SCALE:g}; the embedded refiner lifts 2x)")
     parser.add_argument(f"--{prefix}strength", type=float, default=None,
                         help=f"training-free route: the noise level it starts from, (0, 1), default "
-                             f"{DEFAULT_STRENGTH:g} (lower keeps more of the low-resolution video)")
+                             f"{DEFAULT_STRENGTH:g} (lower keeps more of the low-resolution video); embedded: "
+                             "the degradation strength, as --condition-noise")
     parser.add_argument(f"--{prefix}condition-noise", type=float, default=None,
                         help="embedded route: the noise on the degraded low-resolution latents, [0, 1), default "
                              f"{DEFAULT_CONDITION_NOISE:g} (higher trusts the low-resolution video less)")
@@ -78,9 +79,9 @@ def check_refiner_options(scale: float, strength: Optional[float], condition_noi
         raise ValueError(f"--{prefix}strength must be in (0, 1), got {strength}")
     if condition_noise is not None and not 0.0 <= condition_noise < 1.0:
         raise ValueError(f"--{prefix}condition-noise must be in [0, 1), got {condition_noise}")
-    if refiner == "embedded" and strength is not None:
-        raise ValueError(f"--{prefix}strength is the training-free route's; the embedded refiner takes "
-                         f"--{prefix}condition-noise")
+    if strength is not None and condition_noise is not None:
+        raise ValueError(f"give --{prefix}strength or --{prefix}condition-noise, not both (for the embedded refiner "
+                         "they are the same: its degradation strength)")
     if refiner == "training-free" and (condition_noise is not None or landmarks is not None):
         raise ValueError(f"--{prefix}condition-noise and --{prefix}landmarks are the embedded refiner's; the "
                          f"training-free route takes --{prefix}strength")

@@ -46,12 +46,13 @@ def is_embedded_refiner(models: Any) -> bool:
 
 def route_keywords(models: Any, scale: float, strength: Optional[float], condition_noise: Optional[float],
                    landmarks: Optional[str] = None) -> dict:
-    """generate() keywords of the refiner ``models`` hold, checked: ``strength`` is the training-free route's,
-    ``condition_noise`` the embedded one's (each None: its default; the other route's must be None)."""
+    """generate() keywords of the refiner ``models`` hold, checked. ``strength``: the training-free route's SDEdit
+    start, or for the embedded refiner its degradation strength (InfinityHuman's alpha), the same as
+    ``condition_noise``, which only the embedded refiner takes (None: the route's default)."""
     if is_embedded_refiner(models):
-        if strength is not None:
-            raise ValueError("strength is the training-free route's (its SDEdit start); the embedded refiner takes "
-                             "condition_noise")
+        if strength is not None and condition_noise is not None:
+            raise ValueError("give the embedded refiner's degradation strength once: strength or condition_noise")
+        condition_noise = strength if condition_noise is None else condition_noise
         trained = models.dit.scale
         if scale != trained:
             raise ValueError(f"the embedded refiner was trained to lift the size {trained}x; use scale {trained} (or "
@@ -134,7 +135,7 @@ def refine_video(
     speech: instead of audio, pre-encoded speech (``SpeechEmbeds``) with one row per video frame.
     scale: the size factor; each side is rounded to a multiple of 16 (the embedded refiner: its trained factor).
     strength: training-free route: the SDEdit start noise level, (0, 1), default 0.5 (lower keeps more of the
-        low-resolution video).
+        low-resolution video); embedded route: the same as ``condition_noise``.
     condition_noise: embedded route: the degraded low-resolution latents' noise level, [0, 1), default 0.2
         (higher trusts the low-resolution video less).
     landmarks: embedded route: the pose's landmark detector (:mod:`.detectors`), default ``net``.

@@ -105,9 +105,9 @@ def test_embedded_route_explains_bad_calls(refiner_models, models, inputs, low_f
     with pytest.raises(ValueError, match="trained to lift the size 2x"):
         refine_video(low_frames, inputs / "face.png", audio=inputs / "a.wav", fps=28.0, scale=3.0,
                      models=refiner_models)
-    with pytest.raises(ValueError, match="strength is the training-free route's"):
+    with pytest.raises(ValueError, match="strength or condition_noise"):
         refine_video(low_frames, inputs / "face.png", audio=inputs / "a.wav", fps=28.0, strength=0.5,
-                     models=refiner_models)
+                     condition_noise=0.5, models=refiner_models)
     with pytest.raises(ValueError, match="condition_noise and landmarks are the embedded refiner.s"):
         refine_video(low_frames, inputs / "face.png", audio=inputs / "a.wav", fps=28.0, condition_noise=0.5,
                      models=models)
