@@ -50,8 +50,9 @@ def _anchor(keywords: dict) -> Any:
 
 def generate_refined(*, out: Union[str, Path], refine_scale: float = DEFAULT_SCALE,
                      refine_strength: Optional[float] = None, refine_condition_noise: Optional[float] = None,
-                     refine_landmarks: Optional[str] = None, refiner_models: Any = None, job_dir: Optional[Union[str, Path]] = None,
-                     job_root: Optional[Union[str, Path]] = None, **keywords: Any):
+                     refine_landmarks: Optional[str] = None, refiner_models: Any = None,
+                     job_dir: Optional[Union[str, Path]] = None, job_root: Optional[Union[str, Path]] = None,
+                     **keywords: Any):
     """:func:`~talkgen_core.pipeline.generate` with ``keywords`` into a temp, then :func:`refine_video` of it into
     ``out``; returns the second stage's GenerateResult. One speaker (or pre-encoded speech) only.
 
