@@ -1,4 +1,4 @@
-"""Command line: ``python -m talkgen_core.train --minutes N --out DIR [--resume] [--config demo|smoke]``."""
+"""Command line: ``python -m talkgen_core.train --minutes N --out DIR [--resume] [--config NAME] [--vae-from FILE]``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="demo", choices=sorted(TRAIN_CONFIGS), help="training recipe")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the config's)")
     parser.add_argument("--seed", type=int, default=None, help="model init and batch seed (default: the config's)")
+    parser.add_argument("--vae-from", default=None, metavar="FILE",
+                        help="an earlier run's exported demo-vae.safetensors (same VAE config), used frozen instead "
+                             "of the VAE stage; --minutes is then the DiT stages' budget")
     parser.add_argument("--clips", type=int, default=None, help="training clips to render (default: the config's)")
     args = parser.parse_args(argv)
     config = get_train_config(args.config)
@@ -29,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     changes = {k: v for k, v in overrides if v is not None}
     if changes:
         config = dataclasses.replace(config, **changes)
-    summary = train(config, args.out, args.minutes, resume=args.resume)
+    summary = train(config, args.out, args.minutes, resume=args.resume, vae_from=args.vae_from)
     print(json.dumps(dataclasses.asdict(summary), indent=1), file=sys.stdout)
     return 0
 

@@ -229,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock budget")
     parser.add_argument("--out", type=Path, required=True, help="folder for the student and its run record")
     parser.add_argument("--config", default="demo", choices=sorted(DISTILL_CONFIGS))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the config's)")
     args = parser.parse_args(argv)
-    record = distill(get_distill_config(args.config), args.teacher, args.out, args.minutes)
+    config = get_distill_config(args.config)
+    if args.threads is not None:
+        config = replace(config, threads=args.threads)
+    record = distill(config, args.teacher, args.out, args.minutes)
     print(json.dumps(asdict(record), indent=1))
     return 0
 

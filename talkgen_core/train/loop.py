@@ -23,6 +23,10 @@ probe on its features recovers the per-frame audio RMS with R^2 = 0.91 on unseen
 information the mouth needs is there, and keeping it fixed lets its features be computed once per clip
 (training it jointly would recompute them every step). Only the DiT's audio adapter learns to read them.
 
+With ``vae_from`` (an earlier run's exported VAE of the same config) the VAE stage is skipped and that VAE is
+used frozen: a DiT recipe can change without changing the latents that other trained weights (the refiner, its
+decoder) were fitted to.
+
 Every stage checkpoints (``state``) and a rerun with ``resume=True`` continues where it stopped: data are
 rebuilt deterministically and each batch's randomness depends only on (seed, stage, step). A JSONL log
 (``train_log.jsonl``) gets one record per ``log_every`` steps and per evaluation; a progress line goes to
@@ -41,6 +45,7 @@ from pathlib import Path
 from typing import TextIO
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -125,8 +130,10 @@ def _fmt_time(seconds: float) -> str:
 class Trainer:
     """Holds the models, data and progress of one run; ``run`` drives the stages."""
 
-    def __init__(self, config: TrainConfig, out_dir: Path, minutes: float, log_stream: TextIO | None) -> None:
+    def __init__(self, config: TrainConfig, out_dir: Path, minutes: float, log_stream: TextIO | None,
+                 vae_from: Path | None = None) -> None:
         self.config = config
+        self.vae_from = None if vae_from is None else str(vae_from)
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.total_s = minutes * 60.0
@@ -136,11 +143,13 @@ class Trainer:
             self.vae = build_vae(config.vae)
             inflate_temporal_init(self.vae)
             self.wav2vec2 = build_wav2vec2(config.wav2vec2)
+        if vae_from is not None:
+            load_trained_vae(self.vae, Path(vae_from), config.vae)
         self.dit = build_dit(config.dit, seed=config.seed)
         self.ema = EMA(self.dit, config.ema_decay)
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=config.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
         self.dit_opt = torch.optim.AdamW(self.dit.parameters(), lr=config.dit_lr, betas=(0.9, 0.99), weight_decay=0.01)
-        self.progress = Progress()
+        self.progress = Progress(stage="vae" if vae_from is None else "stage1")
         self.train_clips: ClipBank | None = None
         self.val_clips: ClipBank | None = None
         self.pair_clips: ClipBank | None = None
@@ -159,7 +168,7 @@ class Trainer:
         return {"vae": self.vae_opt, "dit": self.dit_opt}
 
     def save(self) -> None:
-        extra = {"config": asdict(self.config), "ema_updates": self.ema.updates}
+        extra = {"config": asdict(self.config), "ema_updates": self.ema.updates, "vae_from": self.vae_from}
         save_checkpoint(self.out_dir, self._modules(), self._optimizers(), self.progress, extra)
 
     def restore(self) -> None:
@@ -170,6 +179,9 @@ class Trainer:
         changed = sorted(k for k in saved if k not in RUNTIME_FIELDS and saved[k] != current.get(k))
         if changed:
             raise ValueError(f"checkpoint in {self.out_dir} was made with a different config (fields: {changed})")
+        if extra.get("vae_from") != self.vae_from:
+            raise ValueError(f"checkpoint in {self.out_dir} was made with vae_from={extra.get('vae_from')!r}; "
+                             f"resume with the same --vae-from")
 
     # ------------------------------------------------------------------ data
     def _ensure_clips(self) -> None:
@@ -396,10 +408,24 @@ class Trainer:
         for part, (module, config_name) in parts.items():
             tensors = {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}
             save_file(tensors, str(weights_dir / DEMO_WEIGHT_FILES[part]), metadata={CONFIG_METADATA_KEY: config_name})
-        summary = {"config": asdict(self.config), "progress": asdict(self.progress), "final_loss": self.final_loss,
-                   "final_val_loss": self.final_val_loss}
+        summary = {"config": asdict(self.config), "vae_from": self.vae_from, "progress": asdict(self.progress),
+                   "final_loss": self.final_loss, "final_val_loss": self.final_val_loss}
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
         return weights_dir
+
+
+def load_trained_vae(vae: nn.Module, path: Path, config_name: str) -> None:
+    """Load an exported VAE file into ``vae`` (folded latent statistics included), refusing another config's."""
+    from talkgen_core.models.demo import CONFIG_METADATA_KEY
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--vae-from {path}: no such file; give an exported demo-vae.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        made_with = (f.metadata() or {}).get(CONFIG_METADATA_KEY)
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if made_with != config_name:
+        raise ValueError(f"--vae-from {path} holds a {made_with!r} VAE; this recipe trains on {config_name!r}")
+    vae.load_state_dict(tensors, strict=True)
 
 
 def train(
@@ -408,11 +434,14 @@ def train(
     minutes: float,
     resume: bool = False,
     log_stream: TextIO | None = sys.stderr,
+    vae_from: str | Path | None = None,
 ) -> TrainSummary:
-    """Run (or, with ``resume``, continue) the demo model's training into ``out_dir``."""
+    """Run (or, with ``resume``, continue) the demo model's training into ``out_dir``. ``vae_from``: a VAE file
+    exported by an earlier run of the same VAE config, used frozen instead of the VAE stage (so weights trained
+    on that VAE's latents, such as the refiner's, stay valid; ``minutes`` is then the DiT stages' budget)."""
     if minutes <= 0:
         raise ValueError(f"minutes must be positive, got {minutes}")
-    trainer = Trainer(config, Path(out_dir), minutes, log_stream)
+    trainer = Trainer(config, Path(out_dir), minutes, log_stream, None if vae_from is None else Path(vae_from))
     if resume and has_checkpoint(trainer.out_dir):
         trainer.restore()
     elif has_checkpoint(trainer.out_dir):

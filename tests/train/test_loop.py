@@ -70,3 +70,34 @@ def test_resume_continues_after_the_finished_stage(tmp_path, smoke_config):
 
     exported = load_file(str(tmp_path / "weights" / DEMO_WEIGHT_FILES["vae"]))
     assert all(torch.equal(exported[k], folded[k]) for k in folded)
+
+
+def test_vae_from_skips_the_vae_stage_and_exports_that_vae_unchanged(tmp_path, smoke_config):
+    from dataclasses import replace
+
+    from safetensors.torch import load_file, save_file
+
+    from talkgen_core.models.demo import CONFIG_METADATA_KEY
+    from talkgen_core.pipeline import DEMO_WEIGHT_FILES
+
+    smoke_config = replace(smoke_config, eval_video_seconds=0.0)
+    torch.manual_seed(3)
+    trained = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v
+               for k, v in build_vae(smoke_config.vae).state_dict().items()}
+    vae_file = tmp_path / "vae.safetensors"
+    save_file(trained, str(vae_file), metadata={CONFIG_METADATA_KEY: smoke_config.vae})
+
+    summary = train(smoke_config, tmp_path / "run", minutes=0.05, log_stream=None, vae_from=vae_file)
+    assert "vae" not in summary.steps and summary.steps["stage1"] >= 1 and summary.steps["stage2"] >= 1
+    exported = load_file(str(tmp_path / "run" / "weights" / DEMO_WEIGHT_FILES["vae"]))
+    assert all(torch.equal(exported[k], v) for k, v in trained.items())
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["vae_from"] == str(vae_file)
+
+    with pytest.raises(ValueError, match="resume with the same --vae-from"):
+        train(smoke_config, tmp_path / "run", minutes=0.05, resume=True, log_stream=None)
+    other = tmp_path / "other.safetensors"
+    save_file(trained, str(other), metadata={CONFIG_METADATA_KEY: "demo-v2"})
+    with pytest.raises(ValueError, match="holds a 'demo-v2' VAE"):
+        train(smoke_config, tmp_path / "run2", minutes=0.05, log_stream=None, vae_from=other)
+    with pytest.raises(FileNotFoundError, match="--vae-from"):
+        train(smoke_config, tmp_path / "run3", minutes=0.05, log_stream=None, vae_from=tmp_path / "missing")
