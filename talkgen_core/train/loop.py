@@ -144,7 +144,7 @@ class Trainer:
             inflate_temporal_init(self.vae)
             self.wav2vec2 = build_wav2vec2(config.wav2vec2)
         if vae_from is not None:
-            load_trained_vae(self.vae, Path(vae_from), config.vae)
+            load_trained_vae(self.vae, vae_from, config.vae)
         self.dit = build_dit(config.dit, seed=config.seed)
         self.ema = EMA(self.dit, config.ema_decay)
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=config.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
