@@ -30,7 +30,8 @@ renders, and measured at the renderer's ground-truth boxes (``talkgen_core.metri
 * ``moved-face``: the example face at 75 % moved right and up (``MOVED_PLACEMENT``) speaking held-out speech
   for ``--sync-seconds``: best lag and r (best correlation within +-1 frame) of the mouth-interior count inside
   the box around its true mouth (targets: lag within +-1, r >= 0.5), r inside the box where a centred
-  portrait's mouth would be, for contrast, and r on the part of the true box outside the portrait's.
+  portrait's mouth would be, for contrast, and r on the part of the true box outside the portrait's; rendered as
+  ``generate`` renders it (face framing on, ``face_crop`` auto) and, as ``whole_frame_*``, with ``face_crop`` off.
 * ``head-motion``: spread (RMS distance from the mean, px) of the hair-colour centroid over the long video
   (``--long-seconds``, 2 minutes) of the example face, in windows as long as a training clip, against the
   same on ``--training-clips`` synthetic training clips (target ratio >= 0.5).
@@ -54,6 +55,7 @@ renders, and measured at the renderer's ground-truth boxes (``talkgen_core.metri
         --strategy memory-bank --measure strategies   # the 10-minute comparison
     python benchmarks/quality.py --measure eye-detail --measure two-speakers --weights-dir new_weights/
     python benchmarks/quality.py --quick --json quick.json   # everything in seconds
+    python benchmarks/quality.py --measure head-motion --audio-cfg 4   # every render at another audio guidance
 """
 
 from __future__ import annotations
@@ -120,9 +122,11 @@ class ChainedReference:
         return None
 
 
-def render(models, speech, image, strategy: str, steps: int, seed: int,
-           sink: TapSink) -> tuple[list[int], float, float]:
-    """Render into ``sink``; the chunk boundaries, the seconds it took and the peak RSS (MiB) so far."""
+def render(models, speech, image, strategy: str, steps: int, seed: int, sink: TapSink,
+           audio_cfg: float | None) -> tuple[list[int], float, float]:
+    """Render into ``sink`` (``audio_cfg`` None: the demo preset's); the chunk boundaries, the seconds it took and
+    the peak RSS (MiB) so far."""
+    from talkgen_core.pipeline import DEMO_PRESET
     from talkgen_core.sampling.guidance import GuidanceConfig
     from talkgen_core.sampling.references import StillReference
     from talkgen_core.sampling.strategies import get_strategy
@@ -130,8 +134,9 @@ def render(models, speech, image, strategy: str, steps: int, seed: int,
 
     context_frames = 1 if strategy in ("naive chaining", "first+last rigid") else 9
     own = strategy if strategy in ("sliding-window", "memory-bank") else "infinitetalk"
+    audio_scale = DEMO_PRESET.audio_cfg if audio_cfg is None else audio_cfg
     settings = StreamSettings(
-        steps=steps, seed=seed, colour_strength=0.0, guidance=GuidanceConfig(text_scale=1.0, audio_scale=2.0),
+        steps=steps, seed=seed, colour_strength=0.0, guidance=GuidanceConfig(text_scale=1.0, audio_scale=audio_scale),
         context_mode="pixel" if strategy in ("naive chaining", "first+last rigid", "infinitetalk pixel") else "latent",
         end_keyframe=strategy == "first+last rigid", strategy=own,
     )
@@ -196,14 +201,16 @@ def unit_float(image: Tensor) -> Tensor:
     return image.float() / 127.5 - 1.0
 
 
-def render_demo(models, image: Tensor, audio: Tensor | list[Tensor], seed: int) -> Tensor:
-    """``generate`` with the demo preset at the image's own size (one voice [S], or one per speaker, "para")
-    -> frames [T, 3, H, W] in [-1, 1]."""
+def render_demo(models, image: Tensor, audio: Tensor | list[Tensor], seed: int,
+                audio_cfg: float | None = None, face_crop: str = "auto") -> Tensor:
+    """``generate`` with the demo preset (``audio_cfg`` None: the preset's) and ``face_crop`` at the image's own
+    size (one voice [S], or one per speaker, "para") -> frames [T, 3, H, W] in [-1, 1]."""
     from talkgen_core.pipeline import generate
 
     height, width = image.shape[-2:]
     with torch.no_grad():
-        result = generate(audio=audio, image=image, models=models, size=f"{width}x{height}", seed=seed)
+        result = generate(audio=audio, image=image, models=models, size=f"{width}x{height}", seed=seed,
+                          audio_cfg=audio_cfg, face_crop=face_crop)
     return result.images.permute(0, 3, 1, 2) * 2.0 - 1.0
 
 
@@ -378,7 +385,8 @@ def render_refined(low: Tensor, reference: Tensor, audio: Tensor, seed: int, wei
 
 
 def demo_measures(names: list[str], models, height: int, sync_seconds: float, long_seconds: float,
-                  training_clips: int, clip_frames: int, seed: int, weights_dir: Path | None = None) -> dict:
+                  training_clips: int, clip_frames: int, seed: int, weights_dir: Path | None = None,
+                  audio_cfg: float | None = None) -> dict:
     """Render what the named measures need with ``models`` and measure it: {measure: {number: value}}."""
     from talkgen_core.metrics import feature_boxes
     from talkgen_core.synth import sample_identity, synthesize_speech
@@ -392,7 +400,7 @@ def demo_measures(names: list[str], models, height: int, sync_seconds: float, lo
     reference = unit_float(render_reference(face, height))
     if {"eye-detail", "head-motion", "silent-mouth"} & set(names):
         speech = synthesize_speech(SPEECH_SEED, int(long_seconds * SAMPLE_RATE))
-        video = render_demo(models, reference, speech, seed)
+        video = render_demo(models, reference, speech, seed, audio_cfg)
         if "eye-detail" in names:
             reconstruction = vae_round_trip(models.vae, reference)
             results["eye_detail"] = measure_eye_detail(reference, portrait, reconstruction, video)
@@ -407,8 +415,11 @@ def demo_measures(names: list[str], models, height: int, sync_seconds: float, lo
         moved = unit_float(render_reference(face, height, placement))
         speech = synthesize_speech(SPEECH_SEED, int(sync_seconds * SAMPLE_RATE))
         true = feature_boxes([(face, placement)], height, height)[0]
-        results["moved_face"] = measure_moved_face(render_demo(models, moved, speech, seed), speech, true.mouth,
-                                                   portrait.mouth)
+        framed = measure_moved_face(render_demo(models, moved, speech, seed, audio_cfg), speech, true.mouth,
+                                    portrait.mouth)
+        whole = measure_moved_face(render_demo(models, moved, speech, seed, audio_cfg, face_crop="off"), speech,
+                                   true.mouth, portrait.mouth)
+        results["moved_face"] = {**framed, **{f"whole_frame_{k}": v for k, v in whole.items()}}
     if "two-speakers" in names:
         people = [sample_identity(s) for s in PAIR_IDENTITIES]
         pair = torch.cat([unit_float(render_reference(p, height)) for p in people], dim=2)  # as two_people.png
@@ -418,14 +429,14 @@ def demo_measures(names: list[str], models, height: int, sync_seconds: float, lo
         voices = torch.stack([synthesize_speech(s, samples) for s in (SPEECH_SEED, SECOND_SPEECH_SEED)])
         turns = turn_taking(voices, seed)
         row = {f"turns_{k}": v for k, v in
-               measure_two_speakers(render_demo(models, pair, list(turns), seed), turns, mouths).items()}
-        both = measure_two_speakers(render_demo(models, pair, list(voices), seed), voices, mouths)
+               measure_two_speakers(render_demo(models, pair, list(turns), seed, audio_cfg), turns, mouths).items()}
+        both = measure_two_speakers(render_demo(models, pair, list(voices), seed, audio_cfg), voices, mouths)
         results["two_speakers"] = {**row, **{f"both_{k}": v for k, v in both.items()}}
     if "refiner" in names:
         large = 2 * height
         speech = synthesize_speech(SPEECH_SEED, int(long_seconds * SAMPLE_RATE))
         started = time.perf_counter()
-        low = render_demo(models, reference, speech, seed)
+        low = render_demo(models, reference, speech, seed, audio_cfg)
         seconds = {"low": time.perf_counter() - started}
         sharp = unit_float(render_reference(face, large))
         started = time.perf_counter()
@@ -455,6 +466,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="solver steps per chunk (default 4, the demo preset)")
     parser.add_argument("--size", type=int, default=64, help="frame height in pixels (default 64, the demo size)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--audio-cfg", type=float, default=None,
+                        help="audio guidance scale of every render (default: the demo preset's)")
     parser.add_argument("--weights-dir", "--weights", dest="weights", type=Path, default=None,
                         help="a folder of demo weights to measure (default: the shipped talkgen_core/weights/)")
     parser.add_argument("--strategy", action="append", choices=STRATEGIES, default=None,
@@ -503,7 +516,7 @@ def main() -> None:
         clip_frames = pick(None, TRAINING_CLIP_FRAMES, QUICK_CLIP_FRAMES)
         results = demo_measures(demo, models, args.size, pick(args.sync_seconds, 12.0, 4.0),
                                 pick(args.long_seconds, 120.0, 4.0), pick(args.training_clips, 8, 2), clip_frames,
-                                args.seed, args.weights)
+                                args.seed, args.weights, args.audio_cfg)
         print_measures(results)
         report["measures"] = results
     if args.json:
@@ -547,7 +560,8 @@ def measure_one(args, strategy: str) -> dict:
           f"{'RANDOM demo weights' if models.random_weights else 'trained demo weights'}\n", file=sys.stderr)
     with tempfile.TemporaryDirectory() as folder:
         sink = TapSink(Path(folder) / "frames.f32")
-        boundaries, seconds, peak_mib = render(models, speech, image, strategy, args.steps, args.seed, sink)
+        boundaries, seconds, peak_mib = render(models, speech, image, strategy, args.steps, args.seed, sink,
+                                               args.audio_cfg)
         return {"strategy": strategy, **measure(sink.frames(), boundaries, image, speech.mix, seconds, peak_mib)}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from PIL import Image
 
+from talkgen_core.conditioning.face_window import FACE_CROP_MODES
 from talkgen_core.files.guard import inside
 from talkgen_core.models.lora import applied_loras
 from talkgen_core.pipeline import Models, generate
@@ -228,6 +229,12 @@ class Sampler:
                                "steps, CFG 5 / 4, shift by size), lightx2v-4step (LightX2V's distilled int8 / fp8 "
                                "InfiniteTalk: 4 steps, shift 7, no CFG), flashtalk (SoulX-FlashTalk: 4 steps at "
                                "t = 1000/750/500/250 with shift 5, no CFG, 33-frame chunks, 5 context frames)"}),
+                "face_crop": (list(FACE_CROP_MODES), {
+                    "default": "auto",
+                    "tooltip": "embedded demo model, one face in an image: auto renders a face that is moved or "
+                               "smaller than a portrait in the square that frames it as one and pastes it back "
+                               "(the demo model animates portraits); off renders the whole frame. Other models "
+                               "always render the whole frame"}),
             },
         }
 
@@ -235,7 +242,7 @@ class Sampler:
                audio_cfg, chunk_frames, context_frames, context_space, colour_correction, sdedit_strength, seed,
                positive=None, negative=None, clip_vision_output=None, speaker_masks=None, apg=False, job_dir="",
                model_patch=None, strategy=DEFAULT_STRATEGY, step_cache=0.0, preset=DEFAULT_PRESET,
-               **strategy_params):
+               face_crop="auto", **strategy_params):
         root, automatic = job_root(job_dir)
         chosen = dict(steps=steps, shift=shift, solver=solver, text_cfg=text_cfg, audio_cfg=audio_cfg,
                       chunk_frames=chunk_frames, context_frames=context_frames)
@@ -257,7 +264,7 @@ class Sampler:
                     text_context=None if positive is None else positive[0][0],
                     negative_context=None if negative is None else negative[0][0],
                     clip_features=clip, speaker_masks=speaker_masks, step_cache=step_cache,
-                    job_root=root,
+                    face_crop=face_crop, job_root=root,
                     models=models, device=host.compute_device(), progress=_NodeProgress(),
                     cancel=host.cancel_requested,
                 )

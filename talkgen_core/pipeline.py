@@ -13,6 +13,7 @@ the short side 64 pixels) or the official one (40 steps, text CFG 5, audio CFG 4
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from talkgen_core.conditioning.face_window import FaceWindow, PastingSink, find_face_window
 from talkgen_core.conditioning.speaker_masks import speaker_masks as default_speaker_masks
 from talkgen_core.files.guard import refuse_overwriting_inputs
 from talkgen_core.files.lock import FolderLock
@@ -47,6 +49,7 @@ from talkgen_core.sampling.streaming import (
 from talkgen_core.validation import check_generate_call
 from talkgen_core.video.writer import FrameCollector, FrameSink, Mp4Writer
 
+LOG = logging.getLogger(__name__)
 AudioInput = Union[str, Path, torch.Tensor, dict]  # a file, a 16 kHz mono waveform [S], or a ComfyUI AUDIO dict
 SAMPLE_RATE = 16000
 
@@ -97,6 +100,7 @@ class GenerateResult:
     peak_memory_bytes: int = 0  # peak RSS on the CPU, max allocated on a CUDA device
     memory_kind: str = "rss"  # "rss" or "cuda_max_allocated"
     step_cache_rule: Optional[str] = None  # the step cache's rule ("magcache (FILE)" / "teacache-raw"), None = off
+    face_window: Optional[dict] = None  # face framing's window {left, top, side} in output pixels, None = whole frame
 
     def report(self) -> dict:
         """What ``generate --report`` writes (and the in-process queue keeps per job)."""
@@ -104,7 +108,7 @@ class GenerateResult:
                 "dit_forwards": self.dit_forwards, "seconds": round(self.seconds, 3),
                 "peak_memory_bytes": self.peak_memory_bytes, "memory_kind": self.memory_kind,
                 "fps": self.fps, "width": self.width, "height": self.height,
-                "step_cache_rule": self.step_cache_rule}
+                "step_cache_rule": self.step_cache_rule, "face_window": self.face_window}
 
 
 def load_demo_models(
@@ -264,6 +268,28 @@ def _encoder_name(encoder) -> str:
     return Path(encoder).name if isinstance(encoder, (str, Path)) else type(encoder).__name__
 
 
+def _face_window(face_crop: str, models: Models, image: Any, references: ReferenceProvider, voices: int,
+                 speaker_masks: Any) -> Optional[FaceWindow]:
+    """``face_crop`` "auto": the window that frames the face of a still picture with one voice for the demo model
+    (None when it is a portrait already, when nothing fits a face, or when this run is not such a run)."""
+    if face_crop == "off" or not models.is_demo or image is None or voices > 1 or speaker_masks is not None:
+        return None
+    from talkgen_core.refine.detectors import net_detector
+    from talkgen_core.refine.embedded import load_landmark_net
+
+    try:
+        net = load_landmark_net()
+    except FileNotFoundError as missing:
+        LOG.warning("face_crop auto: %s; rendering the whole frame", missing)
+        return None
+    assert isinstance(references, StillReference)
+    window = find_face_window(references.image, net_detector(net))
+    if window is not None:
+        LOG.info("face_crop auto: the face is not framed like the demo's portraits; rendering the window %s of the "
+                 "frame and pasting it back (face_crop='off' renders the whole frame)", window.to_dict())
+    return window
+
+
 def _references(image, images, keyframe_times, video, size_spec: Optional[str], default_size: str, anchor: str,
                 source_frames: bool, anchor_image=None) -> tuple[ReferenceProvider, tuple[int, int]]:
     """Build the reference provider and return it with the output size (height, width)."""
@@ -402,6 +428,7 @@ def generate(
     offload_blocks: int = 0,
     step_cache: float = 0.0,
     sequence_parallel: int = 1,
+    face_crop: str = "auto",
 ) -> GenerateResult:
     """Render a talking video; see the module docstring. Returns what was written.
 
@@ -444,6 +471,9 @@ def generate(
     (``models/block_swap.py``; same output). ``step_cache``: the step-cache threshold, 0 = off
     (``models/step_cache.py``). ``sequence_parallel``: ranks of the initialised default process group that
     split each DiT forward (``models/sequence_parallel.py``; every rank calls generate the same way).
+    ``face_crop``: "auto" renders a still picture's one face, when the demo model draws it and it is not framed
+    like a portrait (moved or smaller), in the square window that frames it so and pastes the frames back
+    (:mod:`talkgen_core.conditioning.face_window`); "off" always renders the whole frame.
     """
     started = time.perf_counter()
     check_generate_call(
@@ -454,7 +484,7 @@ def generate(
              overlap_frames=overlap_frames, bank_size=bank_size, bank_every=bank_every, memory_sigma=memory_sigma,
              condition_noise=condition_noise, landmarks=landmarks, prompt=prompt, negative_prompt=negative_prompt, text_encoder=text_encoder, tokenizer=tokenizer,
              clip_vision=clip_vision, offload_blocks=offload_blocks, step_cache=step_cache,
-             sequence_parallel=sequence_parallel),
+             sequence_parallel=sequence_parallel, face_crop=face_crop),
         image, images, keyframe_times, video,
     )  # before any model is loaded or audio encoded: a bad input fails in a second, not after the audio phase
     if anchor_image is not None:
@@ -506,6 +536,10 @@ def generate(
         if hasattr(speaker_masks, "at_size"):  # SpeakerMasks: fitted to the video like the reference image
             audio_scale = speaker_masks.strengths * torch.as_tensor(audio_scale, dtype=torch.float32)
             speaker_masks = speaker_masks.at_size(height, width)
+        window = _face_window(face_crop, models, image, references, int(features.shape[0]), speaker_masks)
+        if window is not None:  # the model renders the window; its frames are pasted into the picture
+            background, side = references.image, min(height, width)
+            references = StillReference(window.crop(to_pixels(image), (height, width), side), (side, side))
         held = contextlib.ExitStack()  # the job folder's lock, released however the run ends
         try:
             settings = _stream_settings(preset, (height, width), steps=steps, shift=shift, solver=solver,
@@ -536,6 +570,7 @@ def generate(
                     "stream": settings.to_dict(), "fps": fps, "size": [height, width], "chunk_frames": chunk_frames,
                     "context_frames": context_frames, "audio_mode": audio_mode, "reference_anchor": reference_anchor,
                     "models": models.names, "random_weights": models.random_weights,
+                    **({"face_window": window.to_dict()} if window is not None else {}),
                     **({"clip_vision": _encoder_name(clip_vision)} if clip_vision is not None else {}),
                 }  # fmt: skip
                 inputs_hash = _inputs_hash(image, images, video, keyframe_times, voice.identity, text_context,
@@ -552,6 +587,8 @@ def generate(
                 sink = Mp4Writer(out, fps=fps, audio=voice.soundtrack.samples, sample_rate=voice.soundtrack.sample_rate)
             elif sink is None:
                 sink = collector = FrameCollector()
+            if window is not None:
+                sink = PastingSink(sink, window, background)
             audio_seconds = voice.seconds
             del voice  # the soundtrack is in the writer's temp file now: keep no copy while rendering
             cache = StepCacheConfig.for_schedule(step_cache, sampler.timesteps) if step_cache else None
@@ -578,4 +615,5 @@ def generate(
             peak_memory_bytes=stats.peak_memory_bytes,
             memory_kind=stats.memory_kind,
             step_cache_rule=stats.step_cache_rule,
+            face_window=window.to_dict() if window is not None else None,
         )

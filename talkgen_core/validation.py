@@ -82,6 +82,7 @@ def settings_problems(settings: Mapping[str, Any]) -> list[str]:
     Settings not given (or None) are not checked: they take the preset's values. Keys that are not settings
     (inputs, callbacks) are ignored. For the queue's dry run and for :func:`check_settings`.
     """
+    from talkgen_core.conditioning.face_window import FACE_CROP_MODES
     from talkgen_core.models.runtime import runtime_problem
     from talkgen_core.sampling.chunks import ChunkPlan
     from talkgen_core.sampling.references import ANCHORS
@@ -99,6 +100,8 @@ def settings_problems(settings: Mapping[str, Any]) -> list[str]:
     anchor = given.get("reference_anchor", ANCHORS[0])
     if anchor not in ANCHORS:
         found["reference_anchor"] = f"reference_anchor {anchor!r} is not one of: {', '.join(ANCHORS)}"
+    if given.get("face_crop", FACE_CROP_MODES[0]) not in FACE_CROP_MODES:
+        found["face_crop"] = f"face_crop {given['face_crop']!r} is not one of: {', '.join(FACE_CROP_MODES)}"
     usable = {k: v for k, v in given.items() if found.get(k) is None}
     stream = {k: usable[k] for k in ("steps", "solver", "context_mode", "colour_strength", "sdedit_strength")
               if k in usable}

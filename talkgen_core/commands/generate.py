@@ -24,6 +24,7 @@ import torch
 from talkgen_core.commands.runtime_options import (
     add_runtime_arguments, output_for_rank, runtime_settings, start_ranks, write_report,
 )
+from talkgen_core.conditioning.face_window import FACE_CROP_MODES
 from talkgen_core.models.attention import ATTENTION_BACKENDS
 from talkgen_core.sampling.presets import SAMPLING_PRESETS
 from talkgen_core.sampling.solvers import SOLVERS
@@ -56,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="WIDTHxHEIGHT (multiples of 16), 480p, 720p or demo; default: the model's preset")
     parser.add_argument("--sdedit", type=float, default=1.0,
                         help="video dubbing: start noise level over the source latents, (0, 1]; 1 = off")
+    parser.add_argument("--face-crop", choices=FACE_CROP_MODES, default="auto",
+                        help="demo model, one face in an image: auto (default) renders a face that is moved or "
+                             "smaller than a portrait in the square that frames it as one and pastes it back; off "
+                             "renders the whole frame")
     add_sampling_arguments(parser)
     add_run_arguments(parser)
     from talkgen_core.commands.refine import add_chain_arguments
@@ -415,5 +420,5 @@ def run(args: argparse.Namespace) -> int:
     render = functools.partial(
         chained(args, generate), image=args.image, video=args.video, audio=[args.audio, *args.audio2],
         audio_mode=args.audio_mode, soundtrack=args.soundtrack, fps=args.fps, size=args.size,
-        sdedit_strength=args.sdedit, **run_keywords(args))
+        sdedit_strength=args.sdedit, face_crop=args.face_crop, **run_keywords(args))
     return execute(args, prepared, render)

@@ -114,6 +114,18 @@ def has_embedded_refiner(weights_dir: Optional[Path] = None) -> bool:
     return all(p.is_file() for p in refiner_files(weights_dir))
 
 
+def load_landmark_net(weights_dir: Optional[Path] = None) -> LandmarkNet:
+    """The shipped landmark network (or the one in ``weights_dir``), in eval mode on the CPU."""
+    path = refiner_files(weights_dir)[1]
+    if not path.is_file():
+        raise FileNotFoundError(f"the landmark network {path.name} is not in {path.parent}; make it with "
+                                "python -m talkgen_core.train.refiner")
+    info = refiner_info(path)
+    net = LandmarkNet(len(info["landmarks"]), int(info["landmark_width"]))
+    net.load_state_dict(load_file(str(path)))
+    return net.eval().requires_grad_(False)
+
+
 def load_embedded_refiner(device: Union[str, torch.device] = "cpu",
                           weights_dir: Optional[Path] = None) -> EmbeddedRefiner:
     """The shipped embedded refiner (or the one in ``weights_dir``), in eval mode on ``device``."""
@@ -123,8 +135,7 @@ def load_embedded_refiner(device: Union[str, torch.device] = "cpu",
         raise FileNotFoundError(f"the embedded refiner needs {', '.join(missing)} in {refiner_path.parent}; make them "
                                 "with python -m talkgen_core.train.refiner, or refine with the training-free route")
     info = refiner_info(refiner_path)
-    net = LandmarkNet(len(info["landmarks"]), int(info["landmark_width"]))
-    net.load_state_dict(load_file(str(landmark_path)))
+    net = load_landmark_net(weights_dir)
     refiner = EmbeddedRefiner(build_dit(info["dit_config"], seed=0), net, info)
     tensors = {f"landmark_net.{k}": v for k, v in net.state_dict().items()} | load_file(str(refiner_path))
     refiner.load_state_dict(tensors)  # strict: a file of another layout names its first missing tensor
