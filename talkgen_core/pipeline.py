@@ -362,8 +362,9 @@ def _run_into(sampler: StreamingSampler, sink: FrameSink, job: Optional[JobDir],
     try:
         result = sampler.run(sink, job=job, progress=progress, cancel=cancel)
     except BaseException:
-        if isinstance(sink, Mp4Writer):
-            sink.abort()
+        abort = getattr(sink, "abort", None)  # an Mp4Writer, also inside face framing's PastingSink
+        if abort is not None:
+            abort()
         raise
     sink.close()
     return result

@@ -148,6 +148,12 @@ class PastingSink:
     def close(self) -> None:
         self.sink.close()
 
+    def abort(self) -> None:
+        """Drop the output, as the wrapped sink does on an error or cancel (an mp4 writer's partial file)."""
+        abort = getattr(self.sink, "abort", None)
+        if abort is not None:
+            abort()
+
 
 __all__ = ["FACE_CROP_MODES", "FaceWindow", "PastingSink", "find_face_window", "fit_window", "is_portrait_framing",
            "portrait_template"]

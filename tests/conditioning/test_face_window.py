@@ -102,6 +102,7 @@ def test_windows_on_synthetic_faces():
 @needs_landmarks
 def test_generate_frames_a_moved_face_and_keeps_the_rest(tmp_path):
     from talkgen_core.pipeline import DemoWeightsWarning, generate, load_demo_models
+    from talkgen_core.sampling.streaming import Cancelled
     from talkgen_core.validation import SettingsError
 
     with warnings.catch_warnings():
@@ -122,6 +123,13 @@ def test_generate_frames_a_moved_face_and_keeps_the_rest(tmp_path):
     assert (framed.images - whole.images).abs().mean() > 1e-3  # and the run differs from the whole-frame one
     with pytest.raises(SettingsError, match="face_crop 'centre' is not one of: auto, off"):
         generate(audio=speech, image=image, models=models, face_crop="centre")
+    written: list[int] = []  # cancelled once the first chunk's frames are in the mp4: the framed run drops it
+    with pytest.raises(Cancelled):
+        generate(audio=speech, image=image, models=models, size="64x64", steps=2, chunk_frames=17,
+                 context_frames=5, out=tmp_path / "cancelled" / "out.mp4", cancel=lambda: bool(written),
+                 progress=lambda report: written.append(report.frames_written) if report.kind == "chunk" else None)
+    assert written and written[0] > 0
+    assert list((tmp_path / "cancelled").iterdir()) == []  # neither the mp4 nor the writer's temp files
 
 
 @needs_landmarks
