@@ -45,7 +45,9 @@ def test_fit_window_recovers_scale_and_shift():
 def test_portrait_framing_tolerance():
     assert is_portrait_framing(FaceWindow(1.0, -1.0, 66.0), (64, 64))
     assert is_portrait_framing(FaceWindow(24.0, 0.0, 64.0), (64, 112))  # the centred square of a wide frame
-    assert not is_portrait_framing(FaceWindow(14.4, 3.2, 48.0), (64, 64))  # smaller
+    assert is_portrait_framing(FaceWindow(4.8, 4.8, 54.4), (64, 64))  # a small face, as some identities have
+    assert not is_portrait_framing(FaceWindow(8.0, 8.0, 48.0), (64, 64))  # centred at 75 %
+    assert not is_portrait_framing(FaceWindow(14.4, 3.2, 48.0), (64, 64))  # smaller and moved
     assert not is_portrait_framing(FaceWindow(8.0, 0.0, 64.0), (64, 64))  # moved right by 8 px
 
 
